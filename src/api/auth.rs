@@ -1,0 +1,246 @@
+//! Who may call the API (DESIGN.md §2): the bearer-token check in front of every API route,
+//! login for people, and app tokens for pipelines.
+
+use axum::{
+    Json, Router,
+    extract::{Request, State},
+    http::{StatusCode, header},
+    middleware::Next,
+    response::{IntoResponse, Response},
+    routing::{delete, get, post},
+};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    AppState,
+    error::ApiError,
+    extract::{FormBody, JsonBody, PathParams},
+};
+use crate::{
+    auth::{self, SESSION_TTL_SECS, TokenSpec},
+    store::{TokenKind, TokenRecord, now_ts},
+};
+
+/// The token a request was authenticated with.
+#[derive(Clone, Debug)]
+pub struct Principal {
+    pub token_id: String,
+    pub kind: TokenKind,
+}
+
+pub fn login_routes() -> Router<AppState> {
+    Router::new().route("/api/v1/auth/local/login", post(login))
+}
+
+pub fn app_token_routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/v2/flex_app_tokens",
+            get(list_app_tokens).post(create_app_token),
+        )
+        .route("/api/v2/flex_app_tokens/{id}", delete(delete_app_token))
+}
+
+fn bearer_token(req: &Request) -> Result<&str, ApiError> {
+    let missing = || {
+        ApiError::Unauthorized(
+            "missing bearer token: send 'Authorization: Bearer <token>'".to_owned(),
+        )
+    };
+    let value = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .ok_or_else(missing)?
+        .to_str()
+        .map_err(|_| missing())?;
+    let (scheme, token) = value.split_once(' ').ok_or_else(missing)?;
+    let token = token.trim();
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
+        return Err(missing());
+    }
+    Ok(token)
+}
+
+/// Admits requests that carry a live admin, app or login token. Host tokens are refused with a
+/// 403 that says which token to use instead: they only open the agent channel of their host.
+pub async fn require_api_token(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let token = bearer_token(&req)?;
+    let record = auth::authenticate(&state.store, token)
+        .await?
+        .ok_or_else(|| ApiError::Unauthorized("invalid, expired or revoked token".to_owned()))?;
+    if record.kind == TokenKind::Host {
+        return Err(ApiError::Forbidden(format!(
+            "this is the agent token of host '{}': it only authenticates that host's agent. \
+             Call the API with the admin token, an app token or a token from \
+             /api/v1/auth/local/login",
+            record.host_id.as_deref().unwrap_or_default()
+        )));
+    }
+    req.extensions_mut().insert(Principal {
+        token_id: record.id,
+        kind: record.kind,
+    });
+    Ok(next.run(req).await)
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    username: String,
+    password: String,
+}
+
+#[derive(Serialize)]
+struct LoginResponse {
+    access_token: String,
+    #[serde(rename = "expiresIn")]
+    expires_in: i64,
+    #[serde(rename = "expiresOn")]
+    expires_on: String,
+}
+
+async fn login(
+    State(state): State<AppState>,
+    FormBody(form): FormBody<LoginForm>,
+) -> Result<Json<LoginResponse>, ApiError> {
+    let config = &state.config;
+    let accepted = match (&config.admin_user, &config.admin_password) {
+        (Some(user), Some(password)) => {
+            // Both comparisons always run, so timing does not tell which one failed.
+            let user_ok = auth::secrets_equal(&form.username, user);
+            let password_ok = auth::secrets_equal(&form.password, password);
+            user_ok & password_ok
+        }
+        _ => false,
+    };
+    if !accepted {
+        return Err(ApiError::Unauthorized(
+            "invalid username or password".to_owned(),
+        ));
+    }
+    state.store.purge_expired_sessions().await?;
+    let minted = auth::mint(TokenSpec {
+        kind: TokenKind::Session,
+        host_id: None,
+        app_name: "login",
+        description: &format!("login session of '{}'", form.username),
+        ttl: Some(SESSION_TTL_SECS),
+    });
+    state.store.insert_token(&minted.record).await?;
+    let expires_on = minted
+        .record
+        .expire_ts
+        .and_then(|ts| chrono::DateTime::from_timestamp(ts, 0))
+        .map(|at| at.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_default();
+    Ok(Json(LoginResponse {
+        access_token: minted.plaintext,
+        expires_in: SESSION_TTL_SECS,
+        expires_on,
+    }))
+}
+
+#[derive(Serialize)]
+struct AppTokenView {
+    id: String,
+    app_name: String,
+    description: String,
+    ttl: Option<i64>,
+    valid: bool,
+    expire_ts: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token: Option<String>,
+}
+
+impl AppTokenView {
+    fn new(record: TokenRecord, now: i64) -> AppTokenView {
+        AppTokenView {
+            valid: !record.is_expired(now),
+            id: record.id,
+            app_name: record.app_name,
+            description: record.description,
+            ttl: record.ttl,
+            expire_ts: record.expire_ts,
+            token: None,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct NewAppToken {
+    app_name: String,
+    #[serde(default)]
+    description: String,
+    /// Lifetime in seconds; absent or null means the token does not expire.
+    #[serde(default)]
+    ttl: Option<i64>,
+}
+
+const MAX_APP_NAME_LEN: usize = 64;
+const MAX_DESCRIPTION_LEN: usize = 256;
+
+async fn create_app_token(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<NewAppToken>,
+) -> Result<impl IntoResponse, ApiError> {
+    let app_name = body.app_name.trim();
+    if app_name.is_empty() || app_name.len() > MAX_APP_NAME_LEN {
+        return Err(ApiError::bad_request(
+            "INVALID_FIELD",
+            format!("field 'app_name' must be 1 to {MAX_APP_NAME_LEN} characters"),
+        ));
+    }
+    if body.description.len() > MAX_DESCRIPTION_LEN {
+        return Err(ApiError::bad_request(
+            "INVALID_FIELD",
+            format!("field 'description' must be at most {MAX_DESCRIPTION_LEN} characters"),
+        ));
+    }
+    if body.ttl.is_some_and(|ttl| ttl <= 0) {
+        return Err(ApiError::bad_request(
+            "INVALID_FIELD",
+            "field 'ttl' must be a positive number of seconds",
+        ));
+    }
+    let minted = auth::mint(TokenSpec {
+        kind: TokenKind::App,
+        host_id: None,
+        app_name,
+        description: &body.description,
+        ttl: body.ttl,
+    });
+    state.store.insert_token(&minted.record).await?;
+    let mut view = AppTokenView::new(minted.record, now_ts());
+    view.token = Some(minted.plaintext);
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+async fn list_app_tokens(
+    State(state): State<AppState>,
+) -> Result<Json<Vec<AppTokenView>>, ApiError> {
+    let now = now_ts();
+    let tokens = state.store.list_app_tokens().await?;
+    Ok(Json(
+        tokens
+            .into_iter()
+            .map(|record| AppTokenView::new(record, now))
+            .collect(),
+    ))
+}
+
+async fn delete_app_token(
+    State(state): State<AppState>,
+    PathParams(id): PathParams<String>,
+) -> Result<StatusCode, ApiError> {
+    if state.store.delete_app_token(&id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(
+            "TOKEN_NOT_FOUND",
+            format!("app token '{id}' does not exist"),
+        ))
+    }
+}

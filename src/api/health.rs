@@ -1,0 +1,47 @@
+//! Probes for orchestrators: `/healthz` says the process serves, `/readyz` that it can do its
+//! work (the database answers and carries every migration this binary expects).
+
+use axum::{
+    Json, Router,
+    extract::State,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use serde_json::json;
+
+use super::{AppState, error::ApiError};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    match state.store.is_ready().await {
+        Ok(true) => {
+            Json(json!({"status": "ready", "database": state.store.backend_name()})).into_response()
+        }
+        Ok(false) => not_ready("database migrations are not applied"),
+        Err(err) => {
+            tracing::warn!(error = %err, "readiness check failed");
+            not_ready("the database is unreachable")
+        }
+    }
+}
+
+fn not_ready(reason: &str) -> Response {
+    // Shaped like every other error; the middleware adds the ref id.
+    let mut response = ApiError::Unavailable.into_response();
+    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    response.extensions_mut().insert(super::error::ErrorBody {
+        code: "NOT_READY",
+        message: reason.to_owned(),
+    });
+    response
+}

@@ -1,0 +1,83 @@
+//! The HTTP API: one handler per operation, mounted under every path family that serves it.
+//!
+//! The seed generation (`/flex/api/v1/…`) is the contract; the current generation and the
+//! legacy aliases are the same handlers under other prefixes (DESIGN.md §1). Every request goes
+//! through [`context::request_context`] (ref id, request id, log span, error bodies) and every
+//! API route through [`auth::require_api_token`].
+
+pub mod auth;
+pub mod context;
+pub mod error;
+pub mod extract;
+mod health;
+mod hosts;
+mod tasks;
+mod topology;
+
+use std::sync::Arc;
+
+use axum::{
+    Router,
+    extract::DefaultBodyLimit,
+    http::{HeaderName, StatusCode},
+    middleware,
+};
+use tower_http::{
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    sensitive_headers::SetSensitiveRequestHeadersLayer,
+};
+
+use crate::{config::Config, store::Store};
+pub use error::ApiError;
+
+/// Bodies above this size are refused with 413 before they are parsed.
+pub const BODY_LIMIT_BYTES: usize = 1024 * 1024;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub config: Arc<Config>,
+}
+
+/// Path prefixes under which the host routes are served: seed, current, legacy.
+const HOST_PREFIXES: [&str; 3] = ["/flex/api/v1", "/api/v1", "/api/hostess/v1"];
+/// Path prefixes under which the task routes are served: seed, current, legacy.
+const TASK_PREFIXES: [&str; 3] = ["/flex/api/v1/ocie", "/api/echo/v1", "/api/ocie/v1"];
+/// Topology: seed and current.
+const TOPOLOGY_PREFIXES: [&str; 2] = ["/api/ocie/v1", "/api/echo/v1"];
+
+pub fn router(state: AppState) -> Router {
+    let mut api = Router::new()
+        .nest("/api/v1", hosts::database_routes())
+        .merge(auth::app_token_routes());
+    for prefix in HOST_PREFIXES {
+        api = api.nest(prefix, hosts::routes());
+    }
+    for prefix in TASK_PREFIXES {
+        api = api.nest(prefix, tasks::routes());
+    }
+    for prefix in TOPOLOGY_PREFIXES {
+        api = api.nest(prefix, topology::routes());
+    }
+    let api = api.route_layer(middleware::from_fn_with_state(
+        state.clone(),
+        auth::require_api_token,
+    ));
+
+    let request_id = HeaderName::from_static("x-request-id");
+    Router::new()
+        .merge(api)
+        .merge(auth::login_routes())
+        .merge(health::routes())
+        .fallback(|| async { StatusCode::NOT_FOUND })
+        .method_not_allowed_fallback(|| async { StatusCode::METHOD_NOT_ALLOWED })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        .with_state(state)
+        .layer(middleware::from_fn(context::request_context))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            axum::http::header::AUTHORIZATION,
+        ]))
+}

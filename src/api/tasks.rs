@@ -1,0 +1,101 @@
+//! Tasks, read side: what clients poll while an operation runs. Served under the seed, current
+//! and legacy prefixes; a task's own `location` always names the family that created it.
+
+use axum::{Json, Router, extract::State, routing::get};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{
+    AppState,
+    error::ApiError,
+    extract::{PathParams, QueryParams},
+};
+use crate::store::{TaskFilter, TaskRecord};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/tasks", get(list_tasks))
+        .route("/tasks/{request_id}", get(get_task))
+}
+
+pub const TASK_STATES: [&str; 4] = ["running", "completed", "failed", "aborted"];
+
+/// A task in the documented shape.
+#[derive(Serialize)]
+pub struct TaskView {
+    pub state: String,
+    pub create_ts: i64,
+    pub update_ts: i64,
+    pub request_id: String,
+    pub owner: String,
+    pub command_type: String,
+    pub ref_id: String,
+    pub error: String,
+    pub result: Value,
+    pub location: String,
+}
+
+impl From<TaskRecord> for TaskView {
+    fn from(task: TaskRecord) -> TaskView {
+        TaskView {
+            result: task
+                .result
+                .as_deref()
+                .and_then(|json| serde_json::from_str(json).ok())
+                .unwrap_or(Value::Null),
+            state: task.state,
+            create_ts: task.create_ts,
+            update_ts: task.update_ts,
+            request_id: task.request_id,
+            owner: task.owner,
+            command_type: task.command_type,
+            ref_id: task.ref_id,
+            error: task.error,
+            location: task.location,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct TaskListQuery {
+    state: Option<String>,
+    command_type: Option<String>,
+    ref_id: Option<String>,
+}
+
+async fn list_tasks(
+    State(state): State<AppState>,
+    QueryParams(query): QueryParams<TaskListQuery>,
+) -> Result<Json<Vec<TaskView>>, ApiError> {
+    if let Some(wanted) = query.state.as_deref()
+        && !TASK_STATES.contains(&wanted)
+    {
+        return Err(ApiError::bad_request(
+            "INVALID_QUERY",
+            format!(
+                "query 'state': '{wanted}' is not a task state (one of {})",
+                TASK_STATES.join(", ")
+            ),
+        ));
+    }
+    let filter = TaskFilter {
+        state: query.state,
+        command_type: query.command_type,
+        ref_id: query.ref_id,
+    };
+    let tasks = state.store.list_tasks(&filter).await?;
+    Ok(Json(tasks.into_iter().map(TaskView::from).collect()))
+}
+
+async fn get_task(
+    State(state): State<AppState>,
+    PathParams(request_id): PathParams<String>,
+) -> Result<Json<TaskView>, ApiError> {
+    let task = state.store.get_task(&request_id).await?.ok_or_else(|| {
+        ApiError::not_found(
+            "TASK_NOT_FOUND",
+            format!("task '{request_id}' does not exist"),
+        )
+    })?;
+    Ok(Json(task.into()))
+}

@@ -1,0 +1,109 @@
+//! Configuration of `flex serve`: flags with `FLEX_*` environment equivalents, and defaults that
+//! run Flex with no set-up at all (an SQLite file in the working directory).
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::Args;
+
+/// Everything the running server needs besides its listening socket.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub database_url: String,
+    /// Name of this replica: the `owner` of the tasks it runs.
+    pub instance_id: String,
+    /// A chosen administrator token; when `None`, one is generated at first start.
+    pub admin_token: Option<String>,
+    /// The bootstrap user of `POST /api/v1/auth/local/login`; login is refused when unset.
+    pub admin_user: Option<String>,
+    pub admin_password: Option<String>,
+    /// Serve HTTPS with this certificate chain and key (PEM files).
+    pub tls: Option<TlsFiles>,
+    /// After this long without hearing from an agent, its host shows `is_connected: false`.
+    pub agent_silence: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl Config {
+    /// Defaults for a given database; what tests and embedders start from.
+    pub fn new(database_url: impl Into<String>) -> Config {
+        Config {
+            database_url: database_url.into(),
+            instance_id: DEFAULT_INSTANCE_ID.to_owned(),
+            admin_token: None,
+            admin_user: None,
+            admin_password: None,
+            tls: None,
+            agent_silence: Duration::from_secs(30),
+        }
+    }
+}
+
+pub const DEFAULT_INSTANCE_ID: &str = "ocie-0";
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://flex.db";
+
+#[derive(Args, Debug, Clone)]
+pub struct DatabaseArgs {
+    /// `sqlite://PATH` (created if missing) or `postgres://USER@HOST:PORT/DB`.
+    #[arg(long, env = "FLEX_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+    pub database_url: String,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "FLEX_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    /// Name of this replica; the `owner` of the tasks it runs.
+    #[arg(long, env = "FLEX_INSTANCE_ID", default_value = DEFAULT_INSTANCE_ID)]
+    pub instance_id: String,
+
+    /// Administrator token. When absent and none is stored, one is generated and printed once.
+    #[arg(long, env = "FLEX_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
+    /// User name accepted by `POST /api/v1/auth/local/login`.
+    #[arg(long, env = "FLEX_ADMIN_USER")]
+    pub admin_user: Option<String>,
+
+    /// Password of that user.
+    #[arg(long, env = "FLEX_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
+
+    /// PEM certificate chain; with --tls-key, serve HTTPS.
+    #[arg(long, env = "FLEX_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "FLEX_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Seconds without a heartbeat after which a host's agent counts as disconnected.
+    #[arg(long, env = "FLEX_AGENT_SILENCE_SECS", default_value_t = 30)]
+    pub agent_silence_secs: u64,
+}
+
+impl ServeArgs {
+    pub fn into_config(self) -> Config {
+        Config {
+            database_url: self.database.database_url,
+            instance_id: self.instance_id,
+            admin_token: self.admin_token.filter(|t| !t.is_empty()),
+            admin_user: self.admin_user.filter(|u| !u.is_empty()),
+            admin_password: self.admin_password,
+            tls: match (self.tls_cert, self.tls_key) {
+                (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+                _ => None,
+            },
+            agent_silence: Duration::from_secs(self.agent_silence_secs),
+        }
+    }
+}

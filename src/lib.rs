@@ -1,0 +1,83 @@
+//! Flex, the control plane of Silk Echo.
+//!
+//! [`run`] starts the whole server on a listener it is given, so `main` and the integration
+//! tests start exactly the same program (tests bind port 0).
+
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod store;
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use axum_server::tls_rustls::RustlsConfig;
+use tokio::net::TcpListener;
+
+pub use config::Config;
+use store::{Store, StoreError};
+
+/// How long in-flight requests may take to finish once shutdown starts.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum FlexError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("TLS configuration: {0}")]
+    Tls(String),
+}
+
+/// Opens the store, applies migrations, makes sure an admin token exists, then serves the API
+/// on `listener` until `shutdown` resolves; in-flight requests then get [`SHUTDOWN_GRACE`].
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), FlexError> {
+    let store = Store::connect(&config.database_url).await?;
+    store.migrate().await?;
+    if let Some(token) = auth::bootstrap_admin_token(&store, config.admin_token.as_deref()).await? {
+        // Shown once, on stdout and not in the logs: only its hash is kept.
+        println!("Generated admin token (shown once, store it now): {token}");
+    }
+    let tls = config.tls.clone();
+    let state = api::AppState {
+        store: store.clone(),
+        config: Arc::new(config),
+    };
+    let app = api::router(state);
+    let address = listener.local_addr()?;
+
+    match tls {
+        None => {
+            tracing::info!(%address, backend = store.backend_name(), "serving HTTP");
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await?;
+        }
+        Some(files) => {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let tls_config = RustlsConfig::from_pem_file(&files.cert, &files.key)
+                .await
+                .map_err(|err| FlexError::Tls(err.to_string()))?;
+            let handle = axum_server::Handle::new();
+            let shutdown_handle = handle.clone();
+            tokio::spawn(async move {
+                shutdown.await;
+                shutdown_handle.graceful_shutdown(Some(SHUTDOWN_GRACE));
+            });
+            tracing::info!(%address, backend = store.backend_name(), "serving HTTPS");
+            axum_server::from_tcp_rustls(listener.into_std()?, tls_config)?
+                .handle(handle)
+                .serve(app.into_make_service())
+                .await?;
+        }
+    }
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}

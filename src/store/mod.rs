@@ -1,0 +1,217 @@
+//! The only place that speaks SQL.
+//!
+//! Flex keeps its state in SQLite (the embedded default, one process) or in Postgres (several
+//! replicas sharing the work). Both sit behind this one `Store` so the rest of the program never
+//! knows which it has. sqlx accepts `$1` placeholders on both backends, so each query is written
+//! once and run on whichever pool is configured (see [`on_pool!`]).
+//!
+//! SQLite gets a single writer connection (every write transaction starts `BEGIN IMMEDIATE`, so
+//! writers queue instead of failing with `SQLITE_BUSY`) and a separate pool of readers, which WAL
+//! lets run beside the writer.
+
+mod hosts;
+mod tasks;
+mod tokens;
+
+use std::{str::FromStr, time::Duration};
+
+use sqlx::{
+    PgPool, SqlitePool,
+    migrate::Migrator,
+    postgres::PgPoolOptions,
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+};
+
+pub use hosts::{DatabaseRecord, DeleteHostOutcome, HostRecord, NewHost};
+pub use tasks::{NewTask, TaskFilter, TaskRecord};
+pub use tokens::{TokenKind, TokenRecord};
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// How long a request waits for a database connection before it is answered 503: a pipeline
+/// retrying on 503 is better served than one hanging on an unreachable database.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0}")]
+    Conflict(String),
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    #[error("database error: {0}")]
+    Database(#[source] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored document is not valid JSON: {0}")]
+    Corrupt(#[from] serde_json::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        match err {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_) => StoreError::Unavailable(err),
+            sqlx::Error::Database(ref db) if db.is_unique_violation() => {
+                StoreError::Conflict(db.message().to_owned())
+            }
+            other => StoreError::Database(other),
+        }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Clone, Debug)]
+enum Backend {
+    Sqlite {
+        writer: SqlitePool,
+        readers: SqlitePool,
+    },
+    Postgres(PgPool),
+}
+
+/// A handle on Flex's database; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    backend: Backend,
+}
+
+/// Runs `$body` with `$pool` bound to the reading pool of whichever backend is configured.
+/// The body is compiled once per backend, so it must only use what both drivers support.
+macro_rules! on_reader {
+    ($store:expr, |$pool:ident| $body:expr) => {
+        match &$store.backend {
+            $crate::store::Backend::Sqlite { readers: $pool, .. } => $body,
+            $crate::store::Backend::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// Runs `$body` inside a write transaction bound to `$tx`; commits when the body returns `Ok`
+/// and rolls back (by dropping the transaction) otherwise. The body is an async block, so an
+/// early `return` leaves the block, not the caller, and still reaches the commit.
+macro_rules! in_write_tx {
+    ($store:expr, |$tx:ident| $body:expr) => {
+        match &$store.backend {
+            $crate::store::Backend::Sqlite { writer, .. } => {
+                let mut $tx = writer.begin_with("BEGIN IMMEDIATE").await?;
+                let out: $crate::store::StoreResult<_> = async { $body }.await;
+                if out.is_ok() {
+                    $tx.commit().await?;
+                }
+                out
+            }
+            $crate::store::Backend::Postgres(pool) => {
+                let mut $tx = pool.begin().await?;
+                let out: $crate::store::StoreResult<_> = async { $body }.await;
+                if out.is_ok() {
+                    $tx.commit().await?;
+                }
+                out
+            }
+        }
+    };
+}
+pub(crate) use {in_write_tx, on_reader};
+
+impl Store {
+    /// Opens the database named by `url`: `sqlite://path` (created if missing), `sqlite::memory:`
+    /// or `postgres://…`. Does not migrate; call [`Store::migrate`].
+    pub async fn connect(url: &str) -> StoreResult<Store> {
+        let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let pool = PgPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .connect(url)
+                .await?;
+            Backend::Postgres(pool)
+        } else if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(10));
+            let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+            let writer = SqlitePoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .connect_with(options.clone())
+                .await?;
+            // An in-memory database exists once per connection: readers must share the writer.
+            let readers = if in_memory {
+                writer.clone()
+            } else {
+                SqlitePoolOptions::new()
+                    .max_connections(8)
+                    .acquire_timeout(ACQUIRE_TIMEOUT)
+                    .connect_with(options.read_only(true))
+                    .await?
+            };
+            Backend::Sqlite { writer, readers }
+        } else {
+            return Err(StoreError::Database(sqlx::Error::Configuration(
+                format!("unsupported database URL (expected sqlite:// or postgres://): {url}")
+                    .into(),
+            )));
+        };
+        Ok(Store { backend })
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite { .. } => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Applies the migrations of this backend that are not yet applied. Safe to run from several
+    /// replicas at once on Postgres (sqlx takes an advisory lock).
+    pub async fn migrate(&self) -> StoreResult<()> {
+        match &self.backend {
+            Backend::Sqlite { writer, .. } => SQLITE_MIGRATIONS.run(writer).await?,
+            Backend::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await?,
+        }
+        Ok(())
+    }
+
+    /// Ready means: the database answers and every migration this binary knows is applied.
+    pub async fn is_ready(&self) -> StoreResult<bool> {
+        let expected = match self.backend {
+            Backend::Sqlite { .. } => SQLITE_MIGRATIONS.iter().count(),
+            Backend::Postgres(_) => POSTGRES_MIGRATIONS.iter().count(),
+        } as i64;
+        let applied: Result<i64, sqlx::Error> = on_reader!(self, |pool| {
+            sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success = TRUE")
+                .fetch_one(pool)
+                .await
+        });
+        match applied {
+            Ok(applied) => Ok(applied >= expected),
+            // The bookkeeping table is missing until the first migration ran.
+            Err(sqlx::Error::Database(_)) => Ok(false),
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    pub async fn close(&self) {
+        match &self.backend {
+            Backend::Sqlite { writer, readers } => {
+                readers.close().await;
+                writer.close().await;
+            }
+            Backend::Postgres(pool) => pool.close().await,
+        }
+    }
+}
+
+/// Current time in unix seconds, the unit of every timestamp Flex stores and serves.
+pub fn now_ts() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}

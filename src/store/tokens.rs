@@ -1,0 +1,188 @@
+//! Tokens at rest: only their SHA-256 hashes are stored; see `crate::auth` for how they are
+//! minted and checked.
+
+use super::{Store, StoreResult, in_write_tx, now_ts, on_reader};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenKind {
+    /// The bootstrap administrator token.
+    Admin,
+    /// A named token for a pipeline or application (`/api/v2/flex_app_tokens`).
+    App,
+    /// Issued by `POST /api/v1/auth/local/login`, expires after 7 days.
+    Session,
+    /// Authenticates one host's agent on the agent channel, and nothing else.
+    Host,
+}
+
+impl TokenKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenKind::Admin => "admin",
+            TokenKind::App => "app",
+            TokenKind::Session => "session",
+            TokenKind::Host => "host",
+        }
+    }
+
+    fn parse(kind: &str) -> Option<TokenKind> {
+        Some(match kind {
+            "admin" => TokenKind::Admin,
+            "app" => TokenKind::App,
+            "session" => TokenKind::Session,
+            "host" => TokenKind::Host,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct TokenRecord {
+    pub id: String,
+    pub kind: TokenKind,
+    pub host_id: Option<String>,
+    pub app_name: String,
+    pub description: String,
+    pub token_hash: String,
+    pub created_ts: i64,
+    pub ttl: Option<i64>,
+    pub expire_ts: Option<i64>,
+}
+
+impl TokenRecord {
+    pub fn is_expired(&self, now: i64) -> bool {
+        self.expire_ts.is_some_and(|expire| expire <= now)
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct TokenRow {
+    id: String,
+    kind: String,
+    host_id: Option<String>,
+    app_name: String,
+    description: String,
+    token_hash: String,
+    created_ts: i64,
+    ttl: Option<i64>,
+    expire_ts: Option<i64>,
+}
+
+impl TokenRow {
+    fn into_record(self) -> Option<TokenRecord> {
+        Some(TokenRecord {
+            kind: TokenKind::parse(&self.kind)?,
+            id: self.id,
+            host_id: self.host_id,
+            app_name: self.app_name,
+            description: self.description,
+            token_hash: self.token_hash,
+            created_ts: self.created_ts,
+            ttl: self.ttl,
+            expire_ts: self.expire_ts,
+        })
+    }
+}
+
+macro_rules! token_columns {
+    () => {
+        "id, kind, host_id, app_name, description, token_hash, created_ts, ttl, expire_ts"
+    };
+}
+
+/// Inserts a token on an open connection or transaction of either backend (a macro because the
+/// query must be built for the connection's own driver).
+macro_rules! insert_token_on {
+    ($conn:expr, $token:expr) => {{
+        let token: &$crate::store::TokenRecord = $token;
+        sqlx::query(
+            "INSERT INTO tokens (id, kind, host_id, app_name, description, token_hash, \
+             created_ts, ttl, expire_ts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&token.id)
+        .bind(token.kind.as_str())
+        .bind(&token.host_id)
+        .bind(&token.app_name)
+        .bind(&token.description)
+        .bind(&token.token_hash)
+        .bind(token.created_ts)
+        .bind(token.ttl)
+        .bind(token.expire_ts)
+        .execute($conn)
+        .await
+        .map(|_| ())
+    }};
+}
+pub(super) use insert_token_on;
+
+impl Store {
+    pub async fn insert_token(&self, token: &TokenRecord) -> StoreResult<()> {
+        in_write_tx!(self, |tx| Ok(insert_token_on!(&mut *tx, token)?))
+    }
+
+    /// Stores `token` as the administrator token, replacing any earlier one.
+    pub async fn replace_admin_token(&self, token: &TokenRecord) -> StoreResult<()> {
+        in_write_tx!(self, |tx| {
+            sqlx::query("DELETE FROM tokens WHERE kind = 'admin'")
+                .execute(&mut *tx)
+                .await?;
+            Ok(insert_token_on!(&mut *tx, token)?)
+        })
+    }
+
+    pub async fn has_admin_token(&self) -> StoreResult<bool> {
+        let count: i64 = on_reader!(self, |pool| {
+            sqlx::query_scalar("SELECT COUNT(*) FROM tokens WHERE kind = 'admin'")
+                .fetch_one(pool)
+                .await?
+        });
+        Ok(count > 0)
+    }
+
+    pub async fn find_token(&self, id: &str) -> StoreResult<Option<TokenRecord>> {
+        let sql = concat!("SELECT ", token_columns!(), " FROM tokens WHERE id = $1");
+        let row: Option<TokenRow> = on_reader!(self, |pool| {
+            sqlx::query_as(sql).bind(id).fetch_optional(pool).await?
+        });
+        Ok(row.and_then(TokenRow::into_record))
+    }
+
+    pub async fn list_app_tokens(&self) -> StoreResult<Vec<TokenRecord>> {
+        let sql = concat!(
+            "SELECT ",
+            token_columns!(),
+            " FROM tokens WHERE kind = 'app' ORDER BY created_ts, id"
+        );
+        let rows: Vec<TokenRow> =
+            on_reader!(self, |pool| { sqlx::query_as(sql).fetch_all(pool).await? });
+        Ok(rows.into_iter().filter_map(TokenRow::into_record).collect())
+    }
+
+    /// Revokes an app token. Returns false when there was none with that id.
+    pub async fn delete_app_token(&self, id: &str) -> StoreResult<bool> {
+        in_write_tx!(self, |tx| {
+            let deleted = sqlx::query("DELETE FROM tokens WHERE id = $1 AND kind = 'app'")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            Ok(deleted > 0)
+        })
+    }
+
+    /// Drops login sessions that have expired; called opportunistically at login.
+    pub async fn purge_expired_sessions(&self) -> StoreResult<u64> {
+        let now = now_ts();
+        in_write_tx!(self, |tx| {
+            let purged = sqlx::query(
+                "DELETE FROM tokens WHERE kind = 'session' AND expire_ts IS NOT NULL \
+                 AND expire_ts <= $1",
+            )
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            Ok(purged)
+        })
+    }
+}
