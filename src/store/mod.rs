@@ -57,9 +57,24 @@ impl From<sqlx::Error> for StoreError {
             sqlx::Error::Database(ref db) if db.is_unique_violation() => {
                 StoreError::Conflict(db.message().to_owned())
             }
+            sqlx::Error::Database(ref db) if is_unavailable_code(db.code().as_deref()) => {
+                StoreError::Unavailable(err)
+            }
             other => StoreError::Database(other),
         }
     }
+}
+
+/// Postgres SQLSTATE classes that mean "the server cannot serve us right now" rather than "this
+/// query is wrong": connection exceptions (08), insufficient resources (53), operator
+/// intervention such as a shutdown (57), and a database that does not exist (3D000).
+fn is_unavailable_code(code: Option<&str>) -> bool {
+    code.is_some_and(|code| {
+        ["08", "53", "57"]
+            .iter()
+            .any(|class| code.starts_with(class))
+            || code == "3D000"
+    })
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -189,11 +204,11 @@ impl Store {
                 .fetch_one(pool)
                 .await
         });
-        match applied {
+        match applied.map_err(StoreError::from) {
             Ok(applied) => Ok(applied >= expected),
             // The bookkeeping table is missing until the first migration ran.
-            Err(sqlx::Error::Database(_)) => Ok(false),
-            Err(other) => Err(other.into()),
+            Err(StoreError::Database(sqlx::Error::Database(_))) => Ok(false),
+            Err(other) => Err(other),
         }
     }
 

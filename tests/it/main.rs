@@ -1,0 +1,11 @@
+//! Black-box tests of Flex: the real server on a loopback port, real SQLite files and real
+//! Postgres databases (`FLEX_TEST_POSTGRES_URL`, default the local server).
+
+mod auth;
+mod common;
+mod errors;
+mod hosts;
+mod serve;
+mod store;
+mod tasks;
+mod topology;

@@ -1,0 +1,132 @@
+//! The server as an operator runs it: HTTPS, graceful shutdown, and the `flex` binary itself
+//! (migrate, first-start admin token, SIGTERM).
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use flex::config::TlsFiles;
+
+use crate::common::{Backend, TestDb, TestServer};
+
+#[tokio::test]
+async fn serves_https_with_the_given_certificate_and_stops_gracefully() {
+    let dir = std::env::temp_dir().join(format!("flex-tls-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+
+    let server = TestServer::start_with(Backend::Sqlite, |config| {
+        config.tls = Some(TlsFiles { cert, key });
+    })
+    .await;
+    assert!(server.base.starts_with("https://"));
+    let hosts = server.get("/flex/api/v1/hosts").await;
+    assert_eq!(hosts.status(), 204);
+    let plain = reqwest::get(server.base.replace("https://", "http://") + "/healthz").await;
+    assert!(
+        plain.map(|r| !r.status().is_success()).unwrap_or(true),
+        "plain HTTP must not be served on the TLS port"
+    );
+    tokio::time::timeout(Duration::from_secs(15), server.stop())
+        .await
+        .expect("graceful shutdown ends")
+        .expect("server ends without error");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+fn flex_binary() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_flex"))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts `flex serve`, waits for its first stdout line or readiness, then stops it with SIGTERM.
+/// Returns what it printed on stdout and its exit status.
+fn serve_once(database_url: &str) -> (String, std::process::ExitStatus) {
+    let port = free_port();
+    let mut child = flex_binary()
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--database-url", database_url])
+        .env_remove("FLEX_ADMIN_TOKEN")
+        .env("FLEX_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let ready_url = format!("http://127.0.0.1:{port}/readyz");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let ready = runtime.block_on(async {
+        for _ in 0..200 {
+            if let Ok(r) = reqwest::get(&ready_url).await
+                && r.status() == 200
+            {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        false
+    });
+    assert!(ready, "flex serve never became ready");
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    let mut stdout = String::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        stdout.push_str(&line.unwrap());
+        stdout.push('\n');
+    }
+    (stdout, status)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_binary_migrates_prints_its_first_admin_token_once_and_stops_on_sigterm() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let url = db.url.clone();
+    let outcome = tokio::task::spawn_blocking(move || {
+        let migrate = flex_binary()
+            .args(["migrate", "--database-url", &url])
+            .env("FLEX_LOG", "warn")
+            .status()
+            .unwrap();
+        assert!(migrate.success(), "flex migrate succeeds");
+        let first = serve_once(&url);
+        let second = serve_once(&url);
+        (first, second)
+    })
+    .await
+    .unwrap();
+    let ((first_out, first_status), (second_out, second_status)) = outcome;
+    assert!(
+        first_status.success(),
+        "SIGTERM is a clean exit: {first_status}"
+    );
+    assert!(second_status.success());
+    let token = first_out
+        .lines()
+        .find_map(|line| line.split("store it now): ").nth(1))
+        .expect("first start prints the generated admin token")
+        .trim()
+        .to_owned();
+    assert!(!second_out.contains(&token), "the token is shown only once");
+    let store = db.store().await;
+    let admin = flex::auth::authenticate(&store, &token).await.unwrap();
+    assert_eq!(admin.unwrap().kind, flex::store::TokenKind::Admin);
+}

@@ -1,0 +1,407 @@
+//! Store conformance: the same expectations of `Store`, run on SQLite and on Postgres.
+
+use flex::{
+    auth::{self, TokenSpec},
+    store::{
+        DatabaseRecord, DeleteHostOutcome, NewHost, NewTask, StoreError, TaskFilter, TaskRecord,
+        TokenKind, now_ts,
+    },
+};
+
+use crate::common::{Backend, TestDb};
+
+fn host_token(host_id: &str) -> auth::MintedToken {
+    auth::mint(TokenSpec {
+        kind: TokenKind::Host,
+        host_id: Some(host_id),
+        app_name: "agent",
+        description: "",
+        ttl: None,
+    })
+}
+
+fn new_host(host_id: &str) -> NewHost {
+    NewHost {
+        host_id: host_id.to_owned(),
+        db_vendor: "mssql".to_owned(),
+    }
+}
+
+pub fn task(request_id: &str, state: &str, command_type: &str, ref_id: &str) -> TaskRecord {
+    let now = now_ts();
+    TaskRecord {
+        request_id: request_id.to_owned(),
+        state: state.to_owned(),
+        create_ts: now,
+        update_ts: now,
+        owner: "ocie-0".to_owned(),
+        command_type: command_type.to_owned(),
+        ref_id: ref_id.to_owned(),
+        error: String::new(),
+        result: None,
+        location: format!("/flex/api/v1/ocie/tasks/{request_id}"),
+        request: "{}".to_owned(),
+    }
+}
+
+pub fn database(host_id: &str, db_id: &str, name: &str) -> DatabaseRecord {
+    DatabaseRecord {
+        host_id: host_id.to_owned(),
+        db_id: db_id.to_owned(),
+        name: name.to_owned(),
+        vendor: "mssql".to_owned(),
+        status: "ONLINE".to_owned(),
+        files: r#"[{"name":"data","file_id":1,"kind":"data","path":"E:\\data.mdf","size_mb":8}]"#
+            .to_owned(),
+        mount_points: r#"[{"kind":"disk","path":"E:\\","serial":"1344090006"}]"#.to_owned(),
+        updated_ts: now_ts(),
+    }
+}
+
+async fn migrations_are_idempotent_and_ready(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = flex::store::Store::connect(&db.url).await.unwrap();
+    assert!(
+        !store.is_ready().await.unwrap(),
+        "not ready before migrating"
+    );
+    store.migrate().await.unwrap();
+    store.migrate().await.unwrap();
+    assert!(store.is_ready().await.unwrap());
+}
+
+async fn hosts_register_once_with_their_token(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let token = host_token("host01");
+    let host = store
+        .insert_host(&new_host("host01"), &token.record)
+        .await
+        .unwrap();
+    assert_eq!(host.host_id, "host01");
+    assert_eq!(host.db_vendor, "mssql");
+    assert_eq!(host.last_seen_ts, host.created_ts);
+    assert_eq!(host.connected_by, None);
+
+    let again = host_token("host01");
+    match store.insert_host(&new_host("host01"), &again.record).await {
+        Err(StoreError::Conflict(_)) => {}
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    // The refused registration left no token behind.
+    assert_eq!(store.find_token(&again.record.id).await.unwrap(), None);
+    let stored = store.find_token(&token.record.id).await.unwrap().unwrap();
+    assert_eq!(stored.kind, TokenKind::Host);
+    assert_eq!(stored.host_id.as_deref(), Some("host01"));
+    assert_ne!(
+        stored.token_hash, token.plaintext,
+        "only the hash is stored"
+    );
+
+    assert_eq!(store.get_host("host01").await.unwrap(), Some(host));
+    assert_eq!(store.get_host("nope").await.unwrap(), None);
+}
+
+async fn hosts_list_in_id_order(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    assert!(store.list_hosts().await.unwrap().is_empty());
+    for id in ["zeta", "alpha", "mid"] {
+        store
+            .insert_host(&new_host(id), &host_token(id).record)
+            .await
+            .unwrap();
+    }
+    let ids: Vec<String> = store
+        .list_hosts()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|h| h.host_id)
+        .collect();
+    assert_eq!(ids, ["alpha", "mid", "zeta"]);
+}
+
+async fn deleting_a_host_removes_its_token_and_inventory(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let token = host_token("host01");
+    store
+        .insert_host(&new_host("host01"), &token.record)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .replace_databases("host01", &[database("host01", "5", "sales")])
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.delete_host("host01").await.unwrap(),
+        DeleteHostOutcome::Deleted
+    );
+    assert_eq!(store.get_host("host01").await.unwrap(), None);
+    assert_eq!(store.find_token(&token.record.id).await.unwrap(), None);
+    assert!(store.list_all_databases().await.unwrap().is_empty());
+    assert_eq!(
+        store.delete_host("host01").await.unwrap(),
+        DeleteHostOutcome::NotFound
+    );
+}
+
+async fn a_running_task_keeps_its_host(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    store
+        .insert_host(&new_host("host01"), &host_token("host01").record)
+        .await
+        .unwrap();
+    store
+        .insert_task(&NewTask {
+            record: task("t-done", "completed", "CreateDBSnapshotCommand", "ref1"),
+            host_ids: vec!["host01".into()],
+        })
+        .await
+        .unwrap();
+    store
+        .insert_task(&NewTask {
+            record: task("t-run", "running", "CreateCloneCommand", "ref2"),
+            host_ids: vec!["host01".into(), "host02".into()],
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        store.delete_host("host01").await.unwrap(),
+        DeleteHostOutcome::Busy(vec!["t-run".into()])
+    );
+    assert!(store.get_host("host01").await.unwrap().is_some());
+}
+
+async fn inventory_replaces_the_whole_list(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    store
+        .insert_host(&new_host("host01"), &host_token("host01").record)
+        .await
+        .unwrap();
+    store
+        .insert_host(&new_host("host02"), &host_token("host02").record)
+        .await
+        .unwrap();
+    let first = [
+        database("host01", "5", "sales"),
+        database("host01", "6", "hr"),
+    ];
+    assert!(store.replace_databases("host01", &first).await.unwrap());
+    assert!(
+        store
+            .replace_databases("host02", &[database("host02", "5", "other")])
+            .await
+            .unwrap()
+    );
+    let listed = store.list_databases("host01").await.unwrap();
+    assert_eq!(
+        listed.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(),
+        ["hr", "sales"]
+    );
+    assert_eq!(listed[1], first[0]);
+
+    let second = [database("host01", "7", "finance")];
+    assert!(store.replace_databases("host01", &second).await.unwrap());
+    assert_eq!(store.list_databases("host01").await.unwrap(), second);
+    assert_eq!(store.get_database("host01", "5").await.unwrap(), None);
+    assert_eq!(
+        store
+            .get_database("host02", "5")
+            .await
+            .unwrap()
+            .unwrap()
+            .name,
+        "other"
+    );
+    assert_eq!(store.list_all_databases().await.unwrap().len(), 2);
+
+    assert!(
+        !store
+            .replace_databases("ghost", &[database("ghost", "1", "x")])
+            .await
+            .unwrap(),
+        "no inventory for an unregistered host"
+    );
+    assert_eq!(store.list_databases("ghost").await.unwrap(), vec![]);
+}
+
+async fn tasks_round_trip_and_filter(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let mut done = task("t1", "completed", "CreateDBSnapshotCommand", "refA");
+    done.result = Some(r#"{"db_snapshot":{"id":"snap_1"}}"#.to_owned());
+    done.create_ts -= 10;
+    let running = task("t2", "running", "CreateCloneCommand", "refB");
+    let mut failed = task("t3", "failed", "CreateCloneCommand", "refA");
+    failed.error = "the SDP refused: quota".to_owned();
+    failed.create_ts += 10;
+    for record in [&running, &failed, &done] {
+        store
+            .insert_task(&NewTask {
+                record: record.clone(),
+                host_ids: vec![],
+            })
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.get_task("t1").await.unwrap(), Some(done.clone()));
+    assert_eq!(store.get_task("missing").await.unwrap(), None);
+
+    let ids = |tasks: Vec<TaskRecord>| tasks.into_iter().map(|t| t.request_id).collect::<Vec<_>>();
+    let all = store.list_tasks(&TaskFilter::default()).await.unwrap();
+    assert_eq!(ids(all), ["t1", "t2", "t3"], "oldest first");
+    let by_ref = TaskFilter {
+        ref_id: Some("refA".into()),
+        ..Default::default()
+    };
+    assert_eq!(ids(store.list_tasks(&by_ref).await.unwrap()), ["t1", "t3"]);
+    let clones_failed = TaskFilter {
+        state: Some("failed".into()),
+        command_type: Some("CreateCloneCommand".into()),
+        ..Default::default()
+    };
+    assert_eq!(ids(store.list_tasks(&clones_failed).await.unwrap()), ["t3"]);
+
+    let duplicate = store
+        .insert_task(&NewTask {
+            record: running.clone(),
+            host_ids: vec![],
+        })
+        .await;
+    assert!(matches!(duplicate, Err(StoreError::Conflict(_))));
+}
+
+async fn tokens_are_found_listed_and_revoked(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    assert!(!store.has_admin_token().await.unwrap());
+    let generated = auth::bootstrap_admin_token(&store, None).await.unwrap();
+    let generated = generated.expect("first start generates an admin token");
+    assert!(store.has_admin_token().await.unwrap());
+    assert_eq!(
+        auth::bootstrap_admin_token(&store, None).await.unwrap(),
+        None,
+        "an existing admin token is kept and not shown again"
+    );
+    assert!(
+        auth::authenticate(&store, &generated)
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    // A configured admin token replaces the generated one.
+    auth::bootstrap_admin_token(&store, Some("chosen-admin"))
+        .await
+        .unwrap();
+    assert!(
+        auth::authenticate(&store, &generated)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let admin = auth::authenticate(&store, "chosen-admin").await.unwrap();
+    assert_eq!(admin.unwrap().kind, TokenKind::Admin);
+
+    let app = auth::mint(TokenSpec {
+        kind: TokenKind::App,
+        host_id: None,
+        app_name: "pipeline",
+        description: "nightly refresh",
+        ttl: Some(3600),
+    });
+    store.insert_token(&app.record).await.unwrap();
+    let expired = auth::mint(TokenSpec {
+        kind: TokenKind::App,
+        host_id: None,
+        app_name: "old",
+        description: "",
+        ttl: Some(-1),
+    });
+    store.insert_token(&expired.record).await.unwrap();
+    assert_eq!(store.list_app_tokens().await.unwrap().len(), 2);
+    assert!(
+        auth::authenticate(&store, &app.plaintext)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        auth::authenticate(&store, &expired.plaintext)
+            .await
+            .unwrap()
+            .is_none(),
+        "expired tokens do not authenticate"
+    );
+    // The right id with the wrong secret does not authenticate.
+    let forged = format!("fx_{}_{}", app.record.id, "x".repeat(32));
+    assert!(auth::authenticate(&store, &forged).await.unwrap().is_none());
+
+    assert!(store.delete_app_token(&app.record.id).await.unwrap());
+    assert!(!store.delete_app_token(&app.record.id).await.unwrap());
+    assert!(
+        auth::authenticate(&store, &app.plaintext)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        !store.delete_app_token("admin").await.unwrap(),
+        "the admin token is not an app token"
+    );
+}
+
+async fn expired_sessions_are_purged(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    for ttl in [-5, 3600] {
+        let session = auth::mint(TokenSpec {
+            kind: TokenKind::Session,
+            host_id: None,
+            app_name: "login",
+            description: "",
+            ttl: Some(ttl),
+        });
+        store.insert_token(&session.record).await.unwrap();
+    }
+    assert_eq!(store.purge_expired_sessions().await.unwrap(), 1);
+    assert_eq!(store.purge_expired_sessions().await.unwrap(), 0);
+}
+
+async fn concurrent_writers_all_land(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let mut writers = Vec::new();
+    for n in 0..40 {
+        let store = store.clone();
+        writers.push(tokio::spawn(async move {
+            let id = format!("host{n:02}");
+            store
+                .insert_host(&new_host(&id), &host_token(&id).record)
+                .await
+        }));
+    }
+    for writer in writers {
+        writer.await.unwrap().unwrap();
+    }
+    assert_eq!(store.list_hosts().await.unwrap().len(), 40);
+}
+
+crate::on_both_backends!(
+    migrations_are_idempotent_and_ready,
+    hosts_register_once_with_their_token,
+    hosts_list_in_id_order,
+    deleting_a_host_removes_its_token_and_inventory,
+    a_running_task_keeps_its_host,
+    inventory_replaces_the_whole_list,
+    tasks_round_trip_and_filter,
+    tokens_are_found_listed_and_revoked,
+    expired_sessions_are_purged,
+    concurrent_writers_all_land,
+);

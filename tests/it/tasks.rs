@@ -1,0 +1,141 @@
+//! Tasks read API on its three path families, over the real tasks table.
+
+use flex::store::NewTask;
+use serde_json::{Value, json};
+
+use crate::{
+    common::{Backend, TestServer, error_body},
+    store::task,
+};
+
+const TASK_FAMILIES: [&str; 3] = ["/flex/api/v1/ocie", "/api/echo/v1", "/api/ocie/v1"];
+
+async fn tasks_read_on_every_family(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    for family in TASK_FAMILIES {
+        let empty = server.get(&format!("{family}/tasks")).await;
+        assert_eq!(empty.status(), 200, "an empty task list is 200 []");
+        assert_eq!(empty.json::<Value>().await.unwrap(), json!([]));
+    }
+    let store = server.db.store().await;
+    let mut done = task(
+        "Fj3U7QTsDDWL45ikk0bvk2tsanfC3H",
+        "completed",
+        "CreateCloneCommand",
+        "ADD62kMoLB",
+    );
+    done.result = Some(
+        json!({"db_snapshot": {"id": "primary__5__1735025906"}, "cloned_dbs": [{
+            "id": "7", "name": "dev_db_copy_01", "host_id": "host02",
+            "source_host_id": "host01", "source_db_id": 5, "source_db_name": "dev_db"}]})
+        .to_string(),
+    );
+    done.location = "/api/ocie/v1/tasks/Fj3U7QTsDDWL45ikk0bvk2tsanfC3H".into();
+    let running = task(
+        "KscTYPMYiMUjCjJleHLauR0y",
+        "running",
+        "CreateDBSnapshotCommand",
+        "bjGP9ygRMew",
+    );
+    for record in [&done, &running] {
+        store
+            .insert_task(&NewTask {
+                record: record.clone(),
+                host_ids: vec![],
+            })
+            .await
+            .unwrap();
+    }
+    for family in TASK_FAMILIES {
+        let one: Value = server
+            .get(&format!("{family}/tasks/{}", done.request_id))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            one,
+            json!({
+                "state": "completed",
+                "create_ts": done.create_ts,
+                "update_ts": done.update_ts,
+                "request_id": done.request_id,
+                "owner": "ocie-0",
+                "command_type": "CreateCloneCommand",
+                "ref_id": "ADD62kMoLB",
+                "error": "",
+                "result": serde_json::from_str::<Value>(done.result.as_deref().unwrap()).unwrap(),
+                "location": "/api/ocie/v1/tasks/Fj3U7QTsDDWL45ikk0bvk2tsanfC3H",
+            })
+        );
+        let still_running: Value = server
+            .get(&format!("{family}/tasks/{}", running.request_id))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(still_running["result"], Value::Null);
+        assert_eq!(still_running["state"], "running");
+
+        let missing = server.get(&format!("{family}/tasks/nope")).await;
+        assert_eq!(missing.status(), 404);
+        assert_eq!(error_body(missing).await["code"], "TASK_NOT_FOUND");
+
+        let all: Value = server
+            .get(&format!("{family}/tasks"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(all.as_array().unwrap().len(), 2);
+    }
+    // The location a task carries resolves.
+    let location = server.get(&done.location).await;
+    assert_eq!(location.status(), 200);
+}
+
+async fn task_list_filters(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let store = server.db.store().await;
+    let records = [
+        task("a1", "completed", "CreateCloneCommand", "pipeA"),
+        task("a2", "running", "CreateCloneCommand", "pipeA"),
+        task("b1", "failed", "DeleteCommand", "pipeB"),
+    ];
+    for record in &records {
+        store
+            .insert_task(&NewTask {
+                record: record.clone(),
+                host_ids: vec![],
+            })
+            .await
+            .unwrap();
+    }
+    let ids = |body: Value| -> Vec<String> {
+        body.as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["request_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let server = &server;
+    let query = |q: &'static str| async move {
+        let response = server.get(&format!("/api/echo/v1/tasks{q}")).await;
+        assert_eq!(response.status(), 200, "{q}");
+        ids(response.json().await.unwrap())
+    };
+    assert_eq!(query("").await, ["a1", "a2", "b1"]);
+    assert_eq!(query("?ref_id=pipeA").await, ["a1", "a2"]);
+    assert_eq!(query("?state=running").await, ["a2"]);
+    assert_eq!(
+        query("?command_type=DeleteCommand&state=failed").await,
+        ["b1"]
+    );
+    assert_eq!(
+        query("?ref_id=pipeA&state=failed").await,
+        Vec::<String>::new()
+    );
+    assert_eq!(query("?unrelated=1").await, ["a1", "a2", "b1"]);
+}
+
+crate::on_both_backends!(tasks_read_on_every_family, task_list_filters);
