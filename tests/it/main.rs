@@ -5,6 +5,7 @@ mod auth;
 mod common;
 mod errors;
 mod hosts;
+mod openapi;
 mod serve;
 mod store;
 mod tasks;
