@@ -5,6 +5,8 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::Args;
 
+use crate::sdp::SdpConfig;
+
 /// Everything the running server needs besides its listening socket.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -20,6 +22,8 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     /// After this long without hearing from an agent, its host shows `is_connected: false`.
     pub agent_silence: Duration,
+    /// The array Flex drives; `None` runs Flex without one (hosts, tasks and topology only).
+    pub sdp: Option<SdpConfig>,
 }
 
 #[derive(Clone, Debug)]
@@ -39,6 +43,7 @@ impl Config {
             admin_password: None,
             tls: None,
             agent_silence: Duration::from_secs(30),
+            sdp: None,
         }
     }
 }
@@ -89,6 +94,52 @@ pub struct ServeArgs {
     /// Seconds without a heartbeat after which a host's agent counts as disconnected.
     #[arg(long, env = "FLEX_AGENT_SILENCE_SECS", default_value_t = 30)]
     pub agent_silence_secs: u64,
+
+    #[command(flatten)]
+    pub sdp: SdpArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SdpArgs {
+    /// Base URL of the SDP REST API (`https://sdp.example`; `http://` only for loopback).
+    #[arg(long, env = "FLEX_SDP_URL")]
+    pub sdp_url: Option<String>,
+
+    /// SDP user (HTTP Basic).
+    #[arg(long, env = "FLEX_SDP_USER", default_value = "admin")]
+    pub sdp_user: String,
+
+    /// SDP password.
+    #[arg(
+        long,
+        env = "FLEX_SDP_PASSWORD",
+        hide_env_values = true,
+        default_value = ""
+    )]
+    pub sdp_password: String,
+
+    /// Trust only this CA certificate (PEM) for the SDP's HTTPS.
+    #[arg(long, env = "FLEX_SDP_CA_FILE")]
+    pub sdp_ca_file: Option<PathBuf>,
+
+    /// Do not verify the SDP's certificate (self-signed arrays).
+    #[arg(long, env = "FLEX_SDP_INSECURE")]
+    pub sdp_insecure: bool,
+
+    /// Seconds to wait for an SDP answer.
+    #[arg(long, env = "FLEX_SDP_TIMEOUT_SECS", default_value_t = 30)]
+    pub sdp_timeout_secs: u64,
+}
+
+impl SdpArgs {
+    pub fn into_config(self) -> Option<SdpConfig> {
+        let url = self.sdp_url.filter(|u| !u.is_empty())?;
+        let mut config = SdpConfig::new(&url, &self.sdp_user, &self.sdp_password);
+        config.ca_file = self.sdp_ca_file;
+        config.insecure = self.sdp_insecure;
+        config.request_timeout = Duration::from_secs(self.sdp_timeout_secs.max(1));
+        Some(config)
+    }
 }
 
 impl ServeArgs {
@@ -104,6 +155,7 @@ impl ServeArgs {
                 _ => None,
             },
             agent_silence: Duration::from_secs(self.agent_silence_secs),
+            sdp: self.sdp.into_config(),
         }
     }
 }

@@ -8,6 +8,8 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod emulators;
+pub mod sdp;
 pub mod store;
 
 use std::{future::Future, sync::Arc, time::Duration};
@@ -29,6 +31,25 @@ pub enum FlexError {
     Io(#[from] std::io::Error),
     #[error("TLS configuration: {0}")]
     Tls(String),
+    #[error(transparent)]
+    Sdp(#[from] sdp::SdpError),
+}
+
+/// Builds the SDP client and probes the array once. An unreachable array does not stop Flex
+/// from starting (it may come back); a configuration that cannot work does.
+async fn connect_sdp(config: &sdp::SdpConfig) -> Result<sdp::SdpClient, FlexError> {
+    let client = sdp::SdpClient::new(config)?;
+    match client.system_state().await {
+        Ok(state) => tracing::info!(
+            url = %config.url,
+            system_id = %state.system_id,
+            version = %state.system_version,
+            state = %state.state,
+            "SDP reachable"
+        ),
+        Err(err) => tracing::warn!(url = %config.url, error = %err, "SDP not reachable at start"),
+    }
+    Ok(client)
 }
 
 /// Opens the store, applies migrations, makes sure an admin token exists, then serves the API
@@ -44,10 +65,15 @@ pub async fn run(
         // Shown once, on stdout and not in the logs: only its hash is kept.
         println!("Generated admin token (shown once, store it now): {token}");
     }
+    let sdp = match &config.sdp {
+        Some(sdp_config) => Some(connect_sdp(sdp_config).await?),
+        None => None,
+    };
     let tls = config.tls.clone();
     let state = api::AppState {
         store: store.clone(),
         config: Arc::new(config),
+        sdp,
     };
     let app = api::router(state);
     let address = listener.local_addr()?;

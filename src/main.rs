@@ -21,6 +21,34 @@ enum Command {
     Serve(ServeArgs),
     /// Apply pending database migrations and exit.
     Migrate(DatabaseArgs),
+    /// Run an emulated SDP (the REST subset Flex uses, with fault injection).
+    SdpEmulator(SdpEmulatorArgs),
+}
+
+#[derive(clap::Args)]
+struct SdpEmulatorArgs {
+    /// Address to listen on.
+    #[arg(
+        long,
+        env = "FLEX_SDP_EMULATOR_LISTEN",
+        default_value = "127.0.0.1:8443"
+    )]
+    listen: std::net::SocketAddr,
+    /// User clients must present (HTTP Basic).
+    #[arg(long, default_value = "admin")]
+    user: String,
+    /// Password clients must present.
+    #[arg(long, default_value = "admin")]
+    password: String,
+    /// Keep the array's state in this file across restarts.
+    #[arg(long)]
+    state: Option<std::path::PathBuf>,
+    /// Milliseconds before a new thin clone is listed.
+    #[arg(long, default_value_t = 0)]
+    clone_delay_ms: u64,
+    /// System id: the prefix of every volume serial.
+    #[arg(long, default_value = "134409")]
+    system_id: String,
 }
 
 fn init_logging() {
@@ -68,6 +96,7 @@ async fn main() -> ExitCode {
             }
         }
         Command::Migrate(args) => migrate(&args.database_url).await,
+        Command::SdpEmulator(args) => sdp_emulator(args).await,
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -83,5 +112,21 @@ async fn migrate(database_url: &str) -> Result<(), flex::FlexError> {
     store.migrate().await?;
     tracing::info!(backend = store.backend_name(), "migrations applied");
     store.close().await;
+    Ok(())
+}
+
+async fn sdp_emulator(args: SdpEmulatorArgs) -> Result<(), flex::FlexError> {
+    use flex::emulators::sdp::{SdpEmulator, SdpEmulatorConfig};
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    let config = SdpEmulatorConfig {
+        user: args.user,
+        password: args.password,
+        state_file: args.state,
+        clone_delay: std::time::Duration::from_millis(args.clone_delay_ms),
+        system_id: args.system_id,
+    };
+    let emulator = SdpEmulator::start(config, listener).await?;
+    tracing::info!(url = %emulator.url, "SDP emulator serving /api/v2 and /emulator");
+    shutdown_signal().await;
     Ok(())
 }

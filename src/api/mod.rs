@@ -27,7 +27,7 @@ use tower_http::{
     sensitive_headers::SetSensitiveRequestHeadersLayer,
 };
 
-use crate::{config::Config, store::Store};
+use crate::{config::Config, sdp::SdpClient, store::Store};
 pub use error::ApiError;
 
 /// Bodies above this size are refused with 413 before they are parsed.
@@ -38,6 +38,8 @@ pub const BODY_LIMIT_BYTES: usize = 1024 * 1024;
 pub struct AppState {
     pub store: Store,
     pub config: Arc<Config>,
+    /// The array, when one is configured.
+    pub sdp: Option<SdpClient>,
 }
 
 /// Path prefixes under which the host routes are served: seed, current, legacy.
