@@ -6,6 +6,7 @@ mod common;
 mod errors;
 mod hosts;
 mod openapi;
+mod sdp;
 mod serve;
 mod store;
 mod tasks;

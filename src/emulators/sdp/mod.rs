@@ -380,16 +380,31 @@ async fn system_state(State(inner): State<Shared>) -> Json<Value> {
     envelope(vec![state], 1, 100, 0)
 }
 
-fn known_collection(collection: &str) -> Result<(), Response> {
+fn known_collection(collection: &str) -> Result<(), SdpFault> {
     if model::COLLECTIONS.contains(&collection) {
         Ok(())
     } else {
-        Err(sdp_error(&SdpFault::new(
+        Err(SdpFault::new(
             404,
             "MC_ERR_NOT_FOUND",
             format!("no collection '{collection}'"),
-        )))
+        ))
     }
+}
+
+fn parse_id(raw: &str) -> Result<u64, SdpFault> {
+    raw.parse()
+        .map_err(|_| SdpFault::new(404, "MC_ERR_NOT_FOUND", "no such object"))
+}
+
+fn parse_body(body: &Bytes) -> Result<Value, SdpFault> {
+    serde_json::from_slice(body)
+        .map_err(|err| SdpFault::new(400, "MC_ERR_BAD_PARAMS", format!("invalid JSON: {err}")))
+}
+
+/// Answers a handler's outcome: its response, or the array's error body.
+fn answer(outcome: Result<Response, SdpFault>) -> Response {
+    outcome.unwrap_or_else(|fault| sdp_error(&fault))
 }
 
 async fn list(
@@ -397,45 +412,26 @@ async fn list(
     UrlPath(collection): UrlPath<String>,
     Query(params): Query<Vec<(String, String)>>,
 ) -> Response {
-    if let Err(response) = known_collection(&collection) {
-        return response;
-    }
-    let objects = lock(&inner.array)
-        .render_all(&collection, model::now_ms())
-        .unwrap_or_default();
-    match model::query(objects, &params) {
-        Ok((hits, total, limit, offset)) => envelope(hits, total, limit, offset).into_response(),
-        Err(fault) => sdp_error(&fault),
-    }
-}
-
-fn parse_id(raw: &str) -> Result<u64, Response> {
-    raw.parse()
-        .map_err(|_| sdp_error(&SdpFault::new(404, "MC_ERR_NOT_FOUND", "no such object")))
+    answer((|| {
+        known_collection(&collection)?;
+        let objects = lock(&inner.array)
+            .render_all(&collection, model::now_ms())
+            .unwrap_or_default();
+        let (hits, total, limit, offset) = model::query(objects, &params)?;
+        Ok(envelope(hits, total, limit, offset).into_response())
+    })())
 }
 
 async fn get_one(
     State(inner): State<Shared>,
     UrlPath((collection, id)): UrlPath<(String, String)>,
 ) -> Response {
-    let id = match known_collection(&collection).and_then(|_| parse_id(&id)) {
-        Ok(id) => id,
-        Err(response) => return response,
-    };
-    match lock(&inner.array).render_one(&collection, id, model::now_ms()) {
-        Ok(object) => Json(object).into_response(),
-        Err(fault) => sdp_error(&fault),
-    }
-}
-
-fn parse_body(body: &Bytes) -> Result<Value, Response> {
-    serde_json::from_slice(body).map_err(|err| {
-        sdp_error(&SdpFault::new(
-            400,
-            "MC_ERR_BAD_PARAMS",
-            format!("invalid JSON: {err}"),
-        ))
-    })
+    answer((|| {
+        known_collection(&collection)?;
+        let id = parse_id(&id)?;
+        let object = lock(&inner.array).render_one(&collection, id, model::now_ms())?;
+        Ok(Json(object).into_response())
+    })())
 }
 
 async fn create(
@@ -443,23 +439,17 @@ async fn create(
     UrlPath(collection): UrlPath<String>,
     body: Bytes,
 ) -> Response {
-    let body = match known_collection(&collection).and_then(|_| parse_body(&body)) {
-        Ok(body) => body,
-        Err(response) => return response,
-    };
-    let mut array = lock(&inner.array);
-    let clone_delay = inner.config.clone_delay.as_millis() as u64;
-    match array.create(&collection, &body, clone_delay) {
-        Ok(id) => {
-            persist(&inner, &array);
-            // A thin clone is not listed yet; the POST still answers with the object.
-            let object = array
-                .render_one(&collection, id, u64::MAX)
-                .unwrap_or(Value::Null);
-            (StatusCode::CREATED, Json(object)).into_response()
-        }
-        Err(fault) => sdp_error(&fault),
-    }
+    answer((|| {
+        known_collection(&collection)?;
+        let body = parse_body(&body)?;
+        let mut array = lock(&inner.array);
+        let clone_delay = inner.config.clone_delay.as_millis() as u64;
+        let id = array.create(&collection, &body, clone_delay)?;
+        persist(&inner, &array);
+        // A thin clone is not listed yet; the POST still answers with the object.
+        let object = array.render_one(&collection, id, u64::MAX)?;
+        Ok((StatusCode::CREATED, Json(object)).into_response())
+    })())
 }
 
 async fn update(
@@ -467,44 +457,29 @@ async fn update(
     UrlPath((collection, id)): UrlPath<(String, String)>,
     body: Bytes,
 ) -> Response {
-    let (id, body) = match known_collection(&collection)
-        .and_then(|_| parse_id(&id))
-        .and_then(|id| parse_body(&body).map(|body| (id, body)))
-    {
-        Ok(parsed) => parsed,
-        Err(response) => return response,
-    };
-    let mut array = lock(&inner.array);
-    match array.update(&collection, id, &body) {
-        Ok(()) => {
-            persist(&inner, &array);
-            Json(
-                array
-                    .render_one(&collection, id, u64::MAX)
-                    .unwrap_or(Value::Null),
-            )
-            .into_response()
-        }
-        Err(fault) => sdp_error(&fault),
-    }
+    answer((|| {
+        known_collection(&collection)?;
+        let id = parse_id(&id)?;
+        let body = parse_body(&body)?;
+        let mut array = lock(&inner.array);
+        array.update(&collection, id, &body)?;
+        persist(&inner, &array);
+        Ok(Json(array.render_one(&collection, id, u64::MAX)?).into_response())
+    })())
 }
 
 async fn remove(
     State(inner): State<Shared>,
     UrlPath((collection, id)): UrlPath<(String, String)>,
 ) -> Response {
-    let id = match known_collection(&collection).and_then(|_| parse_id(&id)) {
-        Ok(id) => id,
-        Err(response) => return response,
-    };
-    let mut array = lock(&inner.array);
-    match array.delete(&collection, id) {
-        Ok(()) => {
-            persist(&inner, &array);
-            StatusCode::NO_CONTENT.into_response()
-        }
-        Err(fault) => sdp_error(&fault),
-    }
+    answer((|| {
+        known_collection(&collection)?;
+        let id = parse_id(&id)?;
+        let mut array = lock(&inner.array);
+        array.delete(&collection, id)?;
+        persist(&inner, &array);
+        Ok(StatusCode::NO_CONTENT.into_response())
+    })())
 }
 
 async fn list_faults(State(inner): State<Shared>) -> Json<Vec<FaultRule>> {
