@@ -510,9 +510,18 @@ struct Latency {
     ms: u64,
 }
 
-async fn set_latency(State(inner): State<Shared>, Json(latency): Json<Latency>) -> StatusCode {
-    lock(&inner.faults).latency_ms = latency.ms;
-    StatusCode::NO_CONTENT
+async fn set_latency(State(inner): State<Shared>, body: Bytes) -> Response {
+    match serde_json::from_slice::<Latency>(&body) {
+        Ok(latency) => {
+            lock(&inner.faults).latency_ms = latency.ms;
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(err) => sdp_error(&SdpFault::new(
+            400,
+            "MC_ERR_BAD_PARAMS",
+            format!("expected {{\"ms\": N}}: {err}"),
+        )),
+    }
 }
 
 async fn get_calls(State(inner): State<Shared>) -> Json<BTreeMap<String, u64>> {
