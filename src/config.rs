@@ -22,6 +22,8 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     /// After this long without hearing from an agent, its host shows `is_connected: false`.
     pub agent_silence: Duration,
+    /// How often Flex pings each agent and checks that its host still exists.
+    pub agent_heartbeat: Duration,
     /// The array Flex drives; `None` runs Flex without one (hosts, tasks and topology only).
     pub sdp: Option<SdpConfig>,
 }
@@ -43,6 +45,7 @@ impl Config {
             admin_password: None,
             tls: None,
             agent_silence: Duration::from_secs(30),
+            agent_heartbeat: Duration::from_secs(10),
             sdp: None,
         }
     }
@@ -94,6 +97,10 @@ pub struct ServeArgs {
     /// Seconds without a heartbeat after which a host's agent counts as disconnected.
     #[arg(long, env = "FLEX_AGENT_SILENCE_SECS", default_value_t = 30)]
     pub agent_silence_secs: u64,
+
+    /// Seconds between pings to each agent (also how often a revoked host is noticed).
+    #[arg(long, env = "FLEX_AGENT_HEARTBEAT_SECS", default_value_t = 10)]
+    pub agent_heartbeat_secs: u64,
 
     #[command(flatten)]
     pub sdp: SdpArgs,
@@ -155,6 +162,7 @@ impl ServeArgs {
                 _ => None,
             },
             agent_silence: Duration::from_secs(self.agent_silence_secs),
+            agent_heartbeat: Duration::from_secs(self.agent_heartbeat_secs.max(1)),
             sdp: self.sdp.into_config(),
         }
     }

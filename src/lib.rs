@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod agents;
 pub mod api;
 pub mod auth;
 pub mod config;
@@ -69,14 +70,28 @@ pub async fn run(
         Some(sdp_config) => Some(connect_sdp(sdp_config).await?),
         None => None,
     };
+    let agents = agents::AgentHub::new(
+        store.clone(),
+        &config.instance_id,
+        config.agent_heartbeat,
+        config.agent_silence,
+    );
+    agents.start().await?;
     let tls = config.tls.clone();
     let state = api::AppState {
+        agents: agents.clone(),
         store: store.clone(),
         config: Arc::new(config),
         sdp,
     };
     let app = api::router(state);
     let address = listener.local_addr()?;
+    // Agent sockets outlive HTTP's graceful drain, so close them as soon as shutdown begins.
+    let hub = agents.clone();
+    let shutdown = async move {
+        shutdown.await;
+        hub.shutdown().await;
+    };
 
     match tls {
         None => {
@@ -103,6 +118,7 @@ pub async fn run(
                 .await?;
         }
     }
+    agents.shutdown().await;
     store.close().await;
     tracing::info!("stopped");
     Ok(())

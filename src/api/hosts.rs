@@ -169,6 +169,7 @@ async fn unregister_host(
 ) -> Result<StatusCode, ApiError> {
     match state.store.delete_host(&host_id).await? {
         DeleteHostOutcome::Deleted => {
+            state.agents.disconnect(&host_id);
             tracing::info!(%host_id, "host unregistered");
             Ok(StatusCode::NO_CONTENT)
         }

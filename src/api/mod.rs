@@ -5,6 +5,7 @@
 //! through [`context::request_context`] (ref id, request id, log span, error bodies) and every
 //! API route through [`auth::require_api_token`].
 
+mod agent;
 pub mod auth;
 pub mod context;
 pub mod error;
@@ -27,7 +28,7 @@ use tower_http::{
     sensitive_headers::SetSensitiveRequestHeadersLayer,
 };
 
-use crate::{config::Config, sdp::SdpClient, store::Store};
+use crate::{agents::AgentHub, config::Config, sdp::SdpClient, store::Store};
 pub use error::ApiError;
 
 /// Bodies above this size are refused with 413 before they are parsed.
@@ -40,6 +41,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// The array, when one is configured.
     pub sdp: Option<SdpClient>,
+    /// The agents' sockets and the command outbox.
+    pub agents: AgentHub,
 }
 
 /// Path prefixes under which the host routes are served: seed, current, legacy.
@@ -71,6 +74,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(api)
         .merge(auth::login_routes())
+        .merge(agent::routes())
         .merge(health::routes())
         .fallback(|| async { StatusCode::NOT_FOUND })
         .method_not_allowed_fallback(|| async { StatusCode::METHOD_NOT_ALLOWED })

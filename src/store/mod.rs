@@ -9,6 +9,7 @@
 //! writers queue instead of failing with `SQLITE_BUSY`) and a separate pool of readers, which WAL
 //! lets run beside the writer.
 
+mod agents;
 mod hosts;
 mod tasks;
 mod tokens;
@@ -22,6 +23,7 @@ use sqlx::{
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
 
+pub use agents::{AgentCommandRecord, AgentFacts};
 pub use hosts::{DatabaseRecord, DeleteHostOutcome, HostRecord, NewHost};
 pub use tasks::{NewTask, TaskFilter, TaskRecord};
 pub use tokens::{TokenKind, TokenRecord};

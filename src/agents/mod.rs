@@ -1,0 +1,416 @@
+//! The agent hub: the live WebSocket of each host's agent, what the agents report, and the
+//! commands Flex sends them (DESIGN.md §7).
+//!
+//! Commands go through the `agent_commands` outbox so that the replica waiting for a reply
+//! and the replica holding the socket need not be the same, and a command outlives a restart:
+//! [`AgentHub::call`] enqueues and waits; whichever replica holds the host's socket delivers
+//! (at once when it is this one, else from its delivery loop); the first reply is stored and
+//! wakes the waiter. A reconnecting agent is given every command still waiting for a reply.
+
+mod connection;
+pub mod protocol;
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use serde_json::Value;
+use tokio::sync::{Notify, mpsc, watch};
+
+pub use connection::serve_socket;
+use protocol::{Command, FlexMessage, Reply};
+
+use crate::store::{AgentCommandRecord, Store, StoreError};
+
+/// How often a replica looks for commands other replicas enqueued for its agents, and a
+/// waiter for replies another replica stored.
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// Outgoing messages queued per connection before senders wait.
+const OUTBOX_DEPTH: usize = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// No agent socket is open for the host: retry when it reconnects.
+    #[error("the agent of host '{0}' is not connected")]
+    NotConnected(String),
+    /// No reply came before the deadline: the agent may be slow or away; retry.
+    #[error("the agent of host '{host_id}' did not answer '{command}' in time")]
+    TimedOut { host_id: String, command: String },
+    /// The agent tried and failed, and says trying again may work.
+    #[error("the agent failed '{command}' ({code}): {message}")]
+    Failed {
+        command: String,
+        code: String,
+        message: String,
+    },
+    /// The agent refused; repeating the command will not help.
+    #[error("the agent refused '{command}' ({code}): {message}")]
+    Refused {
+        command: String,
+        code: String,
+        message: String,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl AgentError {
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, AgentError::Refused { .. })
+    }
+}
+
+/// What the executor asks of an agent.
+#[derive(Clone, Debug)]
+pub struct AgentCommand {
+    /// Deterministic for (task, step, attempt kind); see [`protocol::Command`].
+    pub id: String,
+    pub name: String,
+    pub args: Value,
+    /// The `hs-ref-id` of the task, for the logs on both sides.
+    pub ref_id: String,
+}
+
+struct Connection {
+    id: u64,
+    sender: mpsc::Sender<FlexMessage>,
+    close: Arc<Notify>,
+}
+
+struct HubInner {
+    store: Store,
+    instance_id: String,
+    heartbeat: Duration,
+    silence: Duration,
+    connections: Mutex<HashMap<String, Connection>>,
+    waiters: Mutex<HashMap<String, Arc<Notify>>>,
+    next_connection: AtomicU64,
+    stop: watch::Sender<bool>,
+}
+
+/// Cheap to clone; one per process.
+#[derive(Clone)]
+pub struct AgentHub {
+    inner: Arc<HubInner>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl AgentHub {
+    /// A hub for this replica. `heartbeat` is how often it pings agents; after `silence`
+    /// without a word an agent counts as gone.
+    pub fn new(store: Store, instance_id: &str, heartbeat: Duration, silence: Duration) -> AgentHub {
+        let (stop, _) = watch::channel(false);
+        AgentHub {
+            inner: Arc::new(HubInner {
+                store,
+                instance_id: instance_id.to_owned(),
+                heartbeat,
+                silence,
+                connections: Mutex::new(HashMap::new()),
+                waiters: Mutex::new(HashMap::new()),
+                next_connection: AtomicU64::new(1),
+                stop,
+            }),
+        }
+    }
+
+    /// Forgets sockets this replica held before a restart, and starts delivering commands
+    /// that other replicas enqueue for agents connected here.
+    pub async fn start(&self) -> Result<(), StoreError> {
+        let forgotten = self
+            .inner
+            .store
+            .forget_agent_connections(&self.inner.instance_id)
+            .await?;
+        if forgotten > 0 {
+            tracing::info!(forgotten, "cleared agent connections held before a restart");
+        }
+        let hub = self.clone();
+        let mut stop = self.inner.stop.subscribe();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(POLL_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.changed() => return,
+                }
+                if let Err(err) = hub.deliver_enqueued().await {
+                    tracing::warn!(error = %err, "agent command delivery failed");
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// Closes every socket and stops the delivery loop (server shutdown).
+    pub async fn shutdown(&self) {
+        let _ = self.inner.stop.send(true);
+        let hosts: Vec<(String, Arc<Notify>)> = lock(&self.inner.connections)
+            .iter()
+            .map(|(host, conn)| (host.clone(), conn.close.clone()))
+            .collect();
+        for (host_id, close) in hosts {
+            close.notify_one();
+            let _ = self
+                .inner
+                .store
+                .record_agent_disconnect(&host_id, &self.inner.instance_id)
+                .await;
+        }
+    }
+
+    pub fn heartbeat(&self) -> Duration {
+        self.inner.heartbeat
+    }
+
+    pub fn silence(&self) -> Duration {
+        self.inner.silence
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn instance_id(&self) -> &str {
+        &self.inner.instance_id
+    }
+
+    /// Number of agent sockets this replica holds.
+    pub fn connected_here(&self) -> usize {
+        lock(&self.inner.connections).len()
+    }
+
+    /// Registers a new socket for a host, closing the one it replaces. Returns its id.
+    fn register(&self, host_id: &str, sender: mpsc::Sender<FlexMessage>, close: Arc<Notify>) -> u64 {
+        let id = self.inner.next_connection.fetch_add(1, Ordering::Relaxed);
+        let previous = lock(&self.inner.connections).insert(
+            host_id.to_owned(),
+            Connection { id, sender, close },
+        );
+        if let Some(previous) = previous {
+            tracing::info!(%host_id, "a newer agent connection replaces the older one");
+            previous.close.notify_one();
+        }
+        id
+    }
+
+    /// Forgets a socket; true when it was the host's current one (not already replaced).
+    fn unregister(&self, host_id: &str, connection: u64) -> bool {
+        let mut connections = lock(&self.inner.connections);
+        if connections.get(host_id).is_some_and(|c| c.id == connection) {
+            connections.remove(host_id);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Closes the host's socket on this replica (the host was unregistered). Other replicas
+    /// notice on their next liveness check, when the revoked token no longer matches.
+    pub fn disconnect(&self, host_id: &str) {
+        if let Some(connection) = lock(&self.inner.connections).remove(host_id) {
+            connection.close.notify_one();
+        }
+    }
+
+    fn local_sender(&self, host_id: &str) -> Option<mpsc::Sender<FlexMessage>> {
+        lock(&self.inner.connections)
+            .get(host_id)
+            .map(|c| c.sender.clone())
+    }
+
+    fn wire_command(record: &AgentCommandRecord) -> FlexMessage {
+        FlexMessage::Command(Command {
+            id: record.id.clone(),
+            name: record.name.clone(),
+            args: serde_json::from_str(&record.args).unwrap_or(Value::Null),
+            deadline_ms: record.deadline_ms,
+        })
+    }
+
+    /// Sends a pending command if this replica holds the host's socket and nobody sent it yet.
+    async fn deliver_if_local(&self, record: &AgentCommandRecord) -> Result<(), StoreError> {
+        let Some(sender) = self.local_sender(&record.host_id) else {
+            return Ok(());
+        };
+        if self.inner.store.claim_agent_command(&record.id).await? {
+            tracing::debug!(ref_id = %record.ref_id, command = %record.name, id = %record.id, "delivering agent command");
+            // A closed socket keeps the command for the reconnect.
+            let _ = sender.send(Self::wire_command(record)).await;
+        }
+        Ok(())
+    }
+
+    async fn deliver_enqueued(&self) -> Result<(), StoreError> {
+        if lock(&self.inner.connections).is_empty() {
+            return Ok(());
+        }
+        let pending = self
+            .inner
+            .store
+            .undelivered_commands_for(&self.inner.instance_id, now_ms())
+            .await?;
+        for record in pending {
+            self.deliver_if_local(&record).await?;
+        }
+        Ok(())
+    }
+
+    /// Gives a (re)connected agent every command still waiting for its reply.
+    async fn redeliver_unanswered(&self, host_id: &str, sender: &mpsc::Sender<FlexMessage>) -> Result<usize, StoreError> {
+        let open = self
+            .inner
+            .store
+            .unanswered_commands_of(host_id, now_ms())
+            .await?;
+        for record in &open {
+            self.inner
+                .store
+                .count_agent_command_redelivery(&record.id)
+                .await?;
+            let _ = sender.send(Self::wire_command(record)).await;
+        }
+        Ok(open.len())
+    }
+
+    /// Stores a reply and wakes whoever waits for it on this replica.
+    async fn accept_reply(&self, host_id: &str, reply: &Reply) -> Result<(), StoreError> {
+        let Some(command) = self.inner.store.get_agent_command(&reply.id).await? else {
+            tracing::warn!(%host_id, id = %reply.id, "reply to an unknown command");
+            return Ok(());
+        };
+        if command.host_id != host_id {
+            tracing::warn!(%host_id, id = %reply.id, "reply to another host's command ignored");
+            return Ok(());
+        }
+        let json = serde_json::to_string(reply).unwrap_or_default();
+        if !self
+            .inner
+            .store
+            .store_agent_reply(&reply.id, &json, now_ms())
+            .await?
+        {
+            tracing::debug!(id = %reply.id, "repeated reply ignored");
+        }
+        if let Some(waiter) = lock(&self.inner.waiters).get(&reply.id) {
+            waiter.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Sends `command` to the host's agent and waits until `deadline` for its reply.
+    pub async fn call(
+        &self,
+        host_id: &str,
+        command: AgentCommand,
+        deadline: Duration,
+    ) -> Result<Value, AgentError> {
+        let host = self.inner.store.get_host(host_id).await?;
+        let silence = self.inner.silence.as_secs() as i64;
+        let connected = host.as_ref().is_some_and(|h| {
+            h.connected_by.is_some() && crate::store::now_ts() - h.last_seen_ts <= silence
+        });
+        let created_ms = now_ms();
+        let deadline_ms = created_ms + deadline.as_millis() as i64;
+        let record = AgentCommandRecord {
+            id: command.id.clone(),
+            host_id: host_id.to_owned(),
+            name: command.name.clone(),
+            args: command.args.to_string(),
+            ref_id: command.ref_id.clone(),
+            state: "pending".to_owned(),
+            reply: None,
+            created_ms,
+            deadline_ms,
+            delivered_count: 0,
+            replied_ms: None,
+        };
+        // A command already answered (a retried step) is not sent again.
+        if let Some(existing) = self.inner.store.get_agent_command(&command.id).await?
+            && let Some(reply) = existing.reply.as_deref()
+        {
+            return Self::interpret(&command.name, reply);
+        }
+        if !connected {
+            return Err(AgentError::NotConnected(host_id.to_owned()));
+        }
+        let stored = self.inner.store.enqueue_agent_command(&record).await?;
+        let waiter = Arc::new(Notify::new());
+        lock(&self.inner.waiters).insert(command.id.clone(), waiter.clone());
+        let outcome = self.wait_for_reply(&stored, waiter).await;
+        lock(&self.inner.waiters).remove(&command.id);
+        outcome
+    }
+
+    async fn wait_for_reply(
+        &self,
+        stored: &AgentCommandRecord,
+        waiter: Arc<Notify>,
+    ) -> Result<Value, AgentError> {
+        self.deliver_if_local(stored).await?;
+        loop {
+            let current = self.inner.store.get_agent_command(&stored.id).await?;
+            if let Some(reply) = current.as_ref().and_then(|c| c.reply.as_deref()) {
+                return Self::interpret(&stored.name, reply);
+            }
+            let remaining = stored.deadline_ms - now_ms();
+            if remaining <= 0 {
+                if self.inner.store.expire_agent_command(&stored.id).await? {
+                    return Err(AgentError::TimedOut {
+                        host_id: stored.host_id.clone(),
+                        command: stored.name.clone(),
+                    });
+                }
+                // The reply landed just before the deadline: read it on the next turn.
+                continue;
+            }
+            let wait = POLL_INTERVAL.min(Duration::from_millis(remaining as u64));
+            let _ = tokio::time::timeout(wait, waiter.notified()).await;
+        }
+    }
+
+    fn interpret(command: &str, reply: &str) -> Result<Value, AgentError> {
+        let reply: Reply = serde_json::from_str(reply).map_err(|err| AgentError::Failed {
+            command: command.to_owned(),
+            code: "BAD_REPLY".into(),
+            message: err.to_string(),
+        })?;
+        if reply.ok {
+            return Ok(reply.result);
+        }
+        let failure = reply.error.unwrap_or(protocol::Failure {
+            code: "UNKNOWN".into(),
+            message: "the agent reported a failure without details".into(),
+            retryable: false,
+        });
+        if failure.retryable {
+            Err(AgentError::Failed {
+                command: command.to_owned(),
+                code: failure.code,
+                message: failure.message,
+            })
+        } else {
+            Err(AgentError::Refused {
+                command: command.to_owned(),
+                code: failure.code,
+                message: failure.message,
+            })
+        }
+    }
+}

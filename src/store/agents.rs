@@ -1,0 +1,271 @@
+//! What the agent channel keeps: a host's reported facts and liveness, and the outbox of
+//! commands to agents with their replies.
+
+use super::{Store, StoreResult, in_write_tx, now_ts, on_reader};
+
+/// Host facts an agent reports in `hello`.
+#[derive(Clone, Debug, Default)]
+pub struct AgentFacts {
+    pub host_name: String,
+    pub host_iqn: String,
+    pub host_os: String,
+    pub host_os_version: String,
+    pub agent_version: String,
+    pub cloud_vendor: String,
+    pub db_engine_version: String,
+    /// Further facts (vm_id, cidrs, …) as a JSON object.
+    pub facts: String,
+}
+
+/// One command in the outbox.
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+pub struct AgentCommandRecord {
+    pub id: String,
+    pub host_id: String,
+    pub name: String,
+    /// JSON object.
+    pub args: String,
+    pub ref_id: String,
+    pub state: String,
+    /// The agent's reply as JSON (`{"ok": …, "result"|"error": …}`), once it came.
+    pub reply: Option<String>,
+    pub created_ms: i64,
+    pub deadline_ms: i64,
+    pub delivered_count: i64,
+    pub replied_ms: Option<i64>,
+}
+
+macro_rules! command_columns {
+    () => {
+        "c.id, c.host_id, c.name, c.args, c.ref_id, c.state, c.reply, c.created_ms, \
+         c.deadline_ms, c.delivered_count, c.replied_ms"
+    };
+}
+
+impl Store {
+    /// Records an agent's `hello`: its facts, and that `instance` now holds its socket.
+    /// Returns false when the host is not registered (any more).
+    pub async fn record_agent_hello(
+        &self,
+        host_id: &str,
+        instance: &str,
+        facts: &AgentFacts,
+    ) -> StoreResult<bool> {
+        let now = now_ts();
+        in_write_tx!(self, |tx| {
+            let updated = sqlx::query(
+                "UPDATE hosts SET host_name = $2, host_iqn = $3, host_os = $4, \
+                 host_os_version = $5, agent_version = $6, cloud_vendor = $7, \
+                 db_engine_version = $8, facts = $9, connected_by = $10, last_seen_ts = $11 \
+                 WHERE host_id = $1",
+            )
+            .bind(host_id)
+            .bind(&facts.host_name)
+            .bind(&facts.host_iqn)
+            .bind(&facts.host_os)
+            .bind(&facts.host_os_version)
+            .bind(&facts.agent_version)
+            .bind(&facts.cloud_vendor)
+            .bind(&facts.db_engine_version)
+            .bind(&facts.facts)
+            .bind(instance)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            Ok(updated > 0)
+        })
+    }
+
+    /// The agent spoke: refresh `last_seen_ts` (only while `instance` holds its socket).
+    pub async fn touch_agent(&self, host_id: &str, instance: &str) -> StoreResult<bool> {
+        let now = now_ts();
+        in_write_tx!(self, |tx| {
+            let updated = sqlx::query(
+                "UPDATE hosts SET last_seen_ts = $3 WHERE host_id = $1 AND connected_by = $2",
+            )
+            .bind(host_id)
+            .bind(instance)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            Ok(updated > 0)
+        })
+    }
+
+    /// The socket held by `instance` closed. A newer socket on another replica is left alone.
+    pub async fn record_agent_disconnect(&self, host_id: &str, instance: &str) -> StoreResult<()> {
+        in_write_tx!(self, |tx| {
+            sqlx::query(
+                "UPDATE hosts SET connected_by = NULL WHERE host_id = $1 AND connected_by = $2",
+            )
+            .bind(host_id)
+            .bind(instance)
+            .execute(&mut *tx)
+            .await?;
+            Ok(())
+        })
+    }
+
+    /// At start, a replica holds no socket: forget any it held before it stopped.
+    pub async fn forget_agent_connections(&self, instance: &str) -> StoreResult<u64> {
+        in_write_tx!(self, |tx| {
+            let cleared = sqlx::query("UPDATE hosts SET connected_by = NULL WHERE connected_by = $1")
+                .bind(instance)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            Ok(cleared)
+        })
+    }
+
+    /// Enqueues a command. Its id is deterministic, so enqueuing the same command again (a
+    /// retried step, a restarted executor) returns the existing row instead of a duplicate.
+    pub async fn enqueue_agent_command(
+        &self,
+        command: &AgentCommandRecord,
+    ) -> StoreResult<AgentCommandRecord> {
+        in_write_tx!(self, |tx| {
+            sqlx::query(
+                "INSERT INTO agent_commands (id, host_id, name, args, ref_id, state, reply, \
+                 created_ms, deadline_ms, delivered_count, replied_ms) \
+                 VALUES ($1, $2, $3, $4, $5, 'pending', NULL, $6, $7, 0, NULL) \
+                 ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(&command.id)
+            .bind(&command.host_id)
+            .bind(&command.name)
+            .bind(&command.args)
+            .bind(&command.ref_id)
+            .bind(command.created_ms)
+            .bind(command.deadline_ms)
+            .execute(&mut *tx)
+            .await?;
+            let stored: AgentCommandRecord = sqlx::query_as(concat!(
+                "SELECT ",
+                command_columns!(),
+                " FROM agent_commands c WHERE c.id = $1"
+            ))
+            .bind(&command.id)
+            .fetch_one(&mut *tx)
+            .await?;
+            Ok(stored)
+        })
+    }
+
+    pub async fn get_agent_command(&self, id: &str) -> StoreResult<Option<AgentCommandRecord>> {
+        let sql = concat!("SELECT ", command_columns!(), " FROM agent_commands c WHERE c.id = $1");
+        Ok(on_reader!(self, |pool| {
+            sqlx::query_as(sql).bind(id).fetch_optional(pool).await?
+        }))
+    }
+
+    /// Commands not yet sent whose host's socket `instance` holds.
+    pub async fn undelivered_commands_for(
+        &self,
+        instance: &str,
+        now_ms: i64,
+    ) -> StoreResult<Vec<AgentCommandRecord>> {
+        let sql = concat!(
+            "SELECT ",
+            command_columns!(),
+            " FROM agent_commands c JOIN hosts h ON h.host_id = c.host_id \
+             WHERE c.state = 'pending' AND h.connected_by = $1 AND c.deadline_ms > $2 \
+             ORDER BY c.created_ms, c.id"
+        );
+        Ok(on_reader!(self, |pool| {
+            sqlx::query_as(sql)
+                .bind(instance)
+                .bind(now_ms)
+                .fetch_all(pool)
+                .await?
+        }))
+    }
+
+    /// Commands of a host still waiting for a reply (sent or not): what a reconnecting agent
+    /// is given again.
+    pub async fn unanswered_commands_of(
+        &self,
+        host_id: &str,
+        now_ms: i64,
+    ) -> StoreResult<Vec<AgentCommandRecord>> {
+        let sql = concat!(
+            "SELECT ",
+            command_columns!(),
+            " FROM agent_commands c \
+             WHERE c.host_id = $1 AND c.state IN ('pending', 'delivered') AND c.deadline_ms > $2 \
+             ORDER BY c.created_ms, c.id"
+        );
+        Ok(on_reader!(self, |pool| {
+            sqlx::query_as(sql)
+                .bind(host_id)
+                .bind(now_ms)
+                .fetch_all(pool)
+                .await?
+        }))
+    }
+
+    /// Takes a pending command for sending. Only one deliverer wins, so a command is not sent
+    /// twice on one connection by two paths.
+    pub async fn claim_agent_command(&self, id: &str) -> StoreResult<bool> {
+        in_write_tx!(self, |tx| {
+            let claimed = sqlx::query(
+                "UPDATE agent_commands SET state = 'delivered', \
+                 delivered_count = delivered_count + 1 WHERE id = $1 AND state = 'pending'",
+            )
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            Ok(claimed > 0)
+        })
+    }
+
+    /// Counts a delivery of a command still waiting for its reply (a reconnect re-sends it).
+    pub async fn count_agent_command_redelivery(&self, id: &str) -> StoreResult<()> {
+        in_write_tx!(self, |tx| {
+            sqlx::query(
+                "UPDATE agent_commands SET state = 'delivered', \
+                 delivered_count = delivered_count + 1 \
+                 WHERE id = $1 AND state IN ('pending', 'delivered')",
+            )
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            Ok(())
+        })
+    }
+
+    /// Stores an agent's reply. The first reply wins; a repeated one returns false.
+    pub async fn store_agent_reply(&self, id: &str, reply: &str, now_ms: i64) -> StoreResult<bool> {
+        in_write_tx!(self, |tx| {
+            let stored = sqlx::query(
+                "UPDATE agent_commands SET state = 'done', reply = $2, replied_ms = $3 \
+                 WHERE id = $1 AND state IN ('pending', 'delivered')",
+            )
+            .bind(id)
+            .bind(reply)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            Ok(stored > 0)
+        })
+    }
+
+    /// Gives up on a command whose deadline passed, so it is never delivered late.
+    pub async fn expire_agent_command(&self, id: &str) -> StoreResult<bool> {
+        in_write_tx!(self, |tx| {
+            let expired = sqlx::query(
+                "UPDATE agent_commands SET state = 'expired' \
+                 WHERE id = $1 AND state IN ('pending', 'delivered')",
+            )
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            Ok(expired > 0)
+        })
+    }
+}
