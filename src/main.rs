@@ -23,6 +23,42 @@ enum Command {
     Migrate(DatabaseArgs),
     /// Run an emulated SDP (the REST subset Flex uses, with fault injection).
     SdpEmulator(SdpEmulatorArgs),
+    /// Run an emulated database host (SQL Server + agent) connected to Flex.
+    AgentEmulator(AgentEmulatorArgs),
+}
+
+#[derive(clap::Args)]
+struct AgentEmulatorArgs {
+    /// Flex's base URL.
+    #[arg(long, env = "FLEX_URL", default_value = "http://127.0.0.1:8080")]
+    flex_url: String,
+    /// The registered host this emulator is.
+    #[arg(long)]
+    host_id: String,
+    /// The host token returned by registration.
+    #[arg(long, env = "FLEX_AGENT_TOKEN", hide_env_values = true)]
+    token: String,
+    /// Accept Flex's certificate without verification.
+    #[arg(long)]
+    insecure: bool,
+    #[command(flatten)]
+    sdp: flex::config::SdpArgs,
+    /// JSON file: {"host": {...}, "databases": [{"id", "name", "files": [{"name", "kind",
+    /// "volume", "volume_group", "size_mb"}]}]}.
+    #[arg(long)]
+    config: Option<std::path::PathBuf>,
+    /// How long a freeze holds before the host thaws by itself.
+    #[arg(long, default_value_t = 10_000)]
+    freeze_window_ms: u64,
+    /// Fault: drop the connection before replying to the Nth new command (once).
+    #[arg(long)]
+    disconnect_after: Option<u64>,
+    /// Fault: wait this long before every reply.
+    #[arg(long, default_value_t = 0)]
+    reply_delay_ms: u64,
+    /// Fault: refuse commands with this name (repeatable).
+    #[arg(long)]
+    refuse: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -97,6 +133,7 @@ async fn main() -> ExitCode {
         }
         Command::Migrate(args) => migrate(&args.database_url).await,
         Command::SdpEmulator(args) => sdp_emulator(args).await,
+        Command::AgentEmulator(args) => agent_emulator(args).await,
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -128,5 +165,31 @@ async fn sdp_emulator(args: SdpEmulatorArgs) -> Result<(), flex::FlexError> {
     let emulator = SdpEmulator::start(config, listener).await?;
     tracing::info!(url = %emulator.url, "SDP emulator serving /api/v2 and /emulator");
     shutdown_signal().await;
+    Ok(())
+}
+
+async fn agent_emulator(args: AgentEmulatorArgs) -> Result<(), flex::FlexError> {
+    use flex::emulators::agent::{AgentEmulator, AgentEmulatorConfig, AgentFaults, HostConfigFile};
+    let file = match &args.config {
+        Some(path) => HostConfigFile::load(path)?,
+        None => HostConfigFile::default(),
+    };
+    let mut config = AgentEmulatorConfig::new(&args.flex_url, &args.host_id, &args.token);
+    config.insecure = args.insecure;
+    config.sdp = args.sdp.into_config();
+    config.host = file.host;
+    config.databases = file.databases;
+    config.freeze_window = std::time::Duration::from_millis(args.freeze_window_ms);
+    config.faults = AgentFaults {
+        disconnect_after_commands: args.disconnect_after,
+        reply_delay: std::time::Duration::from_millis(args.reply_delay_ms),
+        refuse: args.refuse,
+    };
+    let emulator = AgentEmulator::start(config)
+        .await
+        .map_err(|err| flex::FlexError::Io(std::io::Error::other(err.to_string())))?;
+    tracing::info!(host_id = %args.host_id, iqn = %emulator.iqn(), "agent emulator running");
+    shutdown_signal().await;
+    emulator.stop();
     Ok(())
 }

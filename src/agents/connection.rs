@@ -46,6 +46,8 @@ pub async fn serve_socket(hub: AgentHub, host_id: String, token_id: String, sock
         ping.tick().await;
         loop {
             tokio::select! {
+                // Queued messages go before a close, so a refusal's reason reaches the agent.
+                biased;
                 message = outbox.recv() => match message {
                     Some(message) => {
                         if sink.send(encode(&message)).await.is_err() {
@@ -60,6 +62,9 @@ pub async fn serve_socket(hub: AgentHub, host_id: String, token_id: String, sock
                     }
                 }
                 _ = writer_close.notified() => {
+                    while let Ok(message) = outbox.try_recv() {
+                        let _ = sink.send(encode(&message)).await;
+                    }
                     let _ = sink.send(Message::Close(Some(CloseFrame {
                         code: 1000,
                         reason: Utf8Bytes::from_static("closed by flex"),
@@ -76,7 +81,10 @@ pub async fn serve_socket(hub: AgentHub, host_id: String, token_id: String, sock
             Ok(AgentMessage::Hello(hello)) => Some(hello),
             _ => {
                 let _ = sender
-                    .send(error_message("HELLO_EXPECTED", "the first message must be 'hello'"))
+                    .send(error_message(
+                        "HELLO_EXPECTED",
+                        "the first message must be 'hello'",
+                    ))
                     .await;
                 None
             }
@@ -214,13 +222,21 @@ fn database_records(host_id: &str, databases: &[InventoryDatabase]) -> Vec<Datab
         .collect()
 }
 
-async fn handle_text(hub: &AgentHub, host_id: &str, text: &str, sender: &mpsc::Sender<FlexMessage>) {
+async fn handle_text(
+    hub: &AgentHub,
+    host_id: &str,
+    text: &str,
+    sender: &mpsc::Sender<FlexMessage>,
+) {
     let message = match serde_json::from_str::<AgentMessage>(text) {
         Ok(message) => message,
         Err(err) => {
             tracing::warn!(%host_id, error = %err, "malformed agent message");
             let _ = sender
-                .send(error_message("BAD_MESSAGE", format!("unreadable message: {err}")))
+                .send(error_message(
+                    "BAD_MESSAGE",
+                    format!("unreadable message: {err}"),
+                ))
                 .await;
             return;
         }
@@ -229,7 +245,10 @@ async fn handle_text(hub: &AgentHub, host_id: &str, text: &str, sender: &mpsc::S
         AgentMessage::Heartbeat {} => Ok(()),
         AgentMessage::Hello(_) => {
             let _ = sender
-                .send(error_message("ALREADY_GREETED", "hello is only sent once per connection"))
+                .send(error_message(
+                    "ALREADY_GREETED",
+                    "hello is only sent once per connection",
+                ))
                 .await;
             Ok(())
         }
@@ -237,7 +256,10 @@ async fn handle_text(hub: &AgentHub, host_id: &str, text: &str, sender: &mpsc::S
             let mut ids = std::collections::HashSet::new();
             if databases.iter().any(|db| !ids.insert(db.id.as_str())) {
                 let _ = sender
-                    .send(error_message("BAD_INVENTORY", "database ids must be unique"))
+                    .send(error_message(
+                        "BAD_INVENTORY",
+                        "database ids must be unique",
+                    ))
                     .await;
                 return;
             }
@@ -252,7 +274,10 @@ async fn handle_text(hub: &AgentHub, host_id: &str, text: &str, sender: &mpsc::S
     if let Err(err) = outcome {
         tracing::warn!(%host_id, error = %err, "agent message not stored");
         let _ = sender
-            .send(error_message("UNAVAILABLE", "the message could not be stored; send it again"))
+            .send(error_message(
+                "UNAVAILABLE",
+                "the message could not be stored; send it again",
+            ))
             .await;
     }
 }

@@ -107,13 +107,20 @@ fn now_ms() -> i64 {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl AgentHub {
     /// A hub for this replica. `heartbeat` is how often it pings agents; after `silence`
     /// without a word an agent counts as gone.
-    pub fn new(store: Store, instance_id: &str, heartbeat: Duration, silence: Duration) -> AgentHub {
+    pub fn new(
+        store: Store,
+        instance_id: &str,
+        heartbeat: Duration,
+        silence: Duration,
+    ) -> AgentHub {
         let (stop, _) = watch::channel(false);
         AgentHub {
             inner: Arc::new(HubInner {
@@ -197,12 +204,15 @@ impl AgentHub {
     }
 
     /// Registers a new socket for a host, closing the one it replaces. Returns its id.
-    fn register(&self, host_id: &str, sender: mpsc::Sender<FlexMessage>, close: Arc<Notify>) -> u64 {
+    fn register(
+        &self,
+        host_id: &str,
+        sender: mpsc::Sender<FlexMessage>,
+        close: Arc<Notify>,
+    ) -> u64 {
         let id = self.inner.next_connection.fetch_add(1, Ordering::Relaxed);
-        let previous = lock(&self.inner.connections).insert(
-            host_id.to_owned(),
-            Connection { id, sender, close },
-        );
+        let previous = lock(&self.inner.connections)
+            .insert(host_id.to_owned(), Connection { id, sender, close });
         if let Some(previous) = previous {
             tracing::info!(%host_id, "a newer agent connection replaces the older one");
             previous.close.notify_one();
@@ -273,7 +283,11 @@ impl AgentHub {
     }
 
     /// Gives a (re)connected agent every command still waiting for its reply.
-    async fn redeliver_unanswered(&self, host_id: &str, sender: &mpsc::Sender<FlexMessage>) -> Result<usize, StoreError> {
+    async fn redeliver_unanswered(
+        &self,
+        host_id: &str,
+        sender: &mpsc::Sender<FlexMessage>,
+    ) -> Result<usize, StoreError> {
         let open = self
             .inner
             .store

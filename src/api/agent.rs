@@ -3,10 +3,7 @@
 
 use axum::{
     Router,
-    extract::{
-        State, WebSocketUpgrade,
-        ws::rejection::WebSocketUpgradeRejection,
-    },
+    extract::{State, WebSocketUpgrade, ws::rejection::WebSocketUpgradeRejection},
     http::{HeaderMap, header},
     response::Response,
     routing::get,
@@ -33,11 +30,16 @@ async fn agent_socket(
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| {
-            ApiError::Unauthorized("the agent channel needs 'Authorization: Bearer <host token>'".into())
+            ApiError::Unauthorized(
+                "the agent channel needs 'Authorization: Bearer <host token>'".into(),
+            )
         })?;
     let record = auth::authenticate(&state.store, token)
         .await?
@@ -47,9 +49,8 @@ async fn agent_socket(
             "the agent channel takes a host token (returned by host registration), not an API token".into(),
         ));
     };
-    let upgrade = upgrade.map_err(|rejection| {
-        ApiError::bad_request("WEBSOCKET_EXPECTED", rejection.body_text())
-    })?;
+    let upgrade = upgrade
+        .map_err(|rejection| ApiError::bad_request("WEBSOCKET_EXPECTED", rejection.body_text()))?;
     let hub = state.agents.clone();
     Ok(upgrade
         .read_buffer_size(READ_BUFFER_BYTES)

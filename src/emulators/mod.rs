@@ -2,4 +2,5 @@
 //! whole system, and the tests can exercise it, without an array or Windows hosts. They speak
 //! the real protocols over real sockets; Flex cannot tell them from the real thing.
 
+pub mod agent;
 pub mod sdp;

@@ -111,11 +111,12 @@ impl Store {
     /// At start, a replica holds no socket: forget any it held before it stopped.
     pub async fn forget_agent_connections(&self, instance: &str) -> StoreResult<u64> {
         in_write_tx!(self, |tx| {
-            let cleared = sqlx::query("UPDATE hosts SET connected_by = NULL WHERE connected_by = $1")
-                .bind(instance)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+            let cleared =
+                sqlx::query("UPDATE hosts SET connected_by = NULL WHERE connected_by = $1")
+                    .bind(instance)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
             Ok(cleared)
         })
     }
@@ -155,7 +156,11 @@ impl Store {
     }
 
     pub async fn get_agent_command(&self, id: &str) -> StoreResult<Option<AgentCommandRecord>> {
-        let sql = concat!("SELECT ", command_columns!(), " FROM agent_commands c WHERE c.id = $1");
+        let sql = concat!(
+            "SELECT ",
+            command_columns!(),
+            " FROM agent_commands c WHERE c.id = $1"
+        );
         Ok(on_reader!(self, |pool| {
             sqlx::query_as(sql).bind(id).fetch_optional(pool).await?
         }))

@@ -1,6 +1,7 @@
 //! Black-box tests of Flex: the real server on a loopback port, real SQLite files and real
 //! Postgres databases (`FLEX_TEST_POSTGRES_URL`, default the local server).
 
+mod agents;
 mod auth;
 mod common;
 mod errors;
