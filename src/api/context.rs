@@ -108,6 +108,13 @@ fn render_error_body(mut response: Response, ref_id: &str) -> Response {
             rendered.headers_mut().insert(name.clone(), value.clone());
         }
     }
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        // The rest of the body is never read, so the connection cannot carry another request;
+        // say so, or a client's next request on it fails mid-flight.
+        rendered
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     rendered
 }
 
