@@ -340,9 +340,29 @@ async fn the_server_matches_openapi_yaml() {
     c.check(&delete, token_one, c.admin(&delete, &path)).await;
     c.check(&delete, token_one, c.admin(&delete, &path)).await;
 
+    // The agent channel's door: upgrade with the host token, and each refusal.
+    let agent = "/api/v1/agent/ws";
+    let upgrade = |token: &str| {
+        c.request(&get, agent, Some(token))
+            .header("connection", "Upgrade")
+            .header("upgrade", "websocket")
+            .header("sec-websocket-version", "13")
+            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+    };
+    let switching = upgrade(&host_token);
+    let refused_api_token = upgrade(ADMIN_TOKEN);
+    c.check(&get, agent, switching).await;
+    c.check(&get, agent, refused_api_token).await;
+    c.check(&get, agent, c.request(&get, agent, Some(&host_token)))
+        .await;
+    c.check(&get, agent, c.request(&get, agent, None)).await;
+
     // Every protected operation: without a token, and with a host agent's token.
     let documented = c.spec.documented();
     for (template, method, status) in &documented {
+        if template == agent {
+            continue;
+        }
         let method: Method = method.to_uppercase().parse().unwrap();
         let token = match status.as_str() {
             "401" if template != login => None,
