@@ -10,6 +10,8 @@
 //! lets run beside the writer.
 
 mod agents;
+mod echo;
+mod executor;
 mod hosts;
 mod tasks;
 mod tokens;
@@ -24,6 +26,8 @@ use sqlx::{
 };
 
 pub use agents::{AgentCommandRecord, AgentFacts};
+pub use echo::{DbSnapshotRecord, EchoDbRecord, LedgerEntry};
+pub use executor::{ClaimedTask, StepLogEntry};
 pub use hosts::{DatabaseRecord, DeleteHostOutcome, HostRecord, NewHost};
 pub use tasks::{NewTask, TaskFilter, TaskRecord};
 pub use tokens::{TokenKind, TokenRecord};
