@@ -5,11 +5,10 @@
 use std::{sync::Arc, time::Duration};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{Notify, mpsc};
 
 use super::{
-    AgentHub, OUTBOX_DEPTH,
+    AgentHub, OUTBOX_DEPTH, encode,
     protocol::{AgentMessage, FlexMessage, Hello, InventoryDatabase, PROTOCOL_VERSION},
 };
 use crate::store::{AgentFacts, DatabaseRecord, now_ts};
@@ -19,168 +18,155 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// `last_seen_ts` is written at most this often per agent, however chatty it is.
 const TOUCH_EVERY_SECS: i64 = 5;
 
-fn error_message(code: &str, message: impl Into<String>) -> FlexMessage {
-    FlexMessage::Error {
+fn error_message(code: &str, message: impl Into<String>) -> String {
+    encode(&FlexMessage::Error {
         code: code.to_owned(),
         message: message.into(),
-    }
+    })
 }
 
-fn encode(message: &FlexMessage) -> Message {
-    Message::Text(Utf8Bytes::from(
-        serde_json::to_string(message).unwrap_or_default(),
-    ))
+fn text(json: String) -> Message {
+    Message::Text(Utf8Bytes::from(json))
 }
 
-/// Serves an authenticated agent socket until it closes, is replaced, or its host goes away.
-pub async fn serve_socket(hub: AgentHub, host_id: String, token_id: String, socket: WebSocket) {
-    let (mut sink, mut stream) = socket.split();
-    let (sender, mut outbox) = mpsc::channel::<FlexMessage>(OUTBOX_DEPTH);
-    let close = Arc::new(Notify::new());
-
-    // The writer: queued messages, pings, and the close when told to stop.
-    let writer_close = close.clone();
-    let heartbeat = hub.heartbeat();
-    let writer = tokio::spawn(async move {
-        let mut ping = tokio::time::interval(heartbeat);
-        ping.tick().await;
-        loop {
-            tokio::select! {
-                // Queued messages go before a close, so a refusal's reason reaches the agent.
-                biased;
-                message = outbox.recv() => match message {
-                    Some(message) => {
-                        if sink.send(encode(&message)).await.is_err() {
-                            break;
-                        }
-                    }
-                    None => break,
-                },
-                _ = ping.tick() => {
-                    if sink.send(Message::Ping(Default::default())).await.is_err() {
-                        break;
-                    }
-                }
-                _ = writer_close.notified() => {
-                    while let Ok(message) = outbox.try_recv() {
-                        let _ = sink.send(encode(&message)).await;
-                    }
-                    let _ = sink.send(Message::Close(Some(CloseFrame {
-                        code: 1000,
-                        reason: Utf8Bytes::from_static("closed by flex"),
-                    }))).await;
-                    break;
-                }
-            }
-        }
-    });
-
-    // The handshake: the first message must be a hello in a protocol we speak.
-    let hello = match tokio::time::timeout(HELLO_TIMEOUT, stream.next()).await {
-        Ok(Some(Ok(Message::Text(text)))) => match serde_json::from_str::<AgentMessage>(&text) {
-            Ok(AgentMessage::Hello(hello)) => Some(hello),
-            _ => {
-                let _ = sender
-                    .send(error_message(
-                        "HELLO_EXPECTED",
-                        "the first message must be 'hello'",
-                    ))
-                    .await;
-                None
-            }
-        },
-        _ => None,
-    };
-    let Some(hello) = hello else {
-        close.notify_one();
-        let _ = writer.await;
-        return;
-    };
-    if hello.protocol != PROTOCOL_VERSION {
-        let _ = sender
-            .send(error_message(
+/// Waits for the agent's `hello`; anything else first is refused with a reason.
+async fn read_hello(socket: &mut WebSocket) -> Result<Hello, String> {
+    match tokio::time::timeout(HELLO_TIMEOUT, socket.recv()).await {
+        Ok(Some(Ok(Message::Text(body)))) => match serde_json::from_str::<AgentMessage>(&body) {
+            Ok(AgentMessage::Hello(hello)) if hello.protocol == PROTOCOL_VERSION => Ok(hello),
+            Ok(AgentMessage::Hello(hello)) => Err(error_message(
                 "UNSUPPORTED_PROTOCOL",
                 format!(
                     "this Flex speaks agent protocol {PROTOCOL_VERSION}, not {}",
                     hello.protocol
                 ),
-            ))
-            .await;
-        close.notify_one();
-        let _ = writer.await;
-        return;
+            )),
+            _ => Err(error_message(
+                "HELLO_EXPECTED",
+                "the first message must be 'hello'",
+            )),
+        },
+        _ => Err(error_message(
+            "HELLO_EXPECTED",
+            "no 'hello' within 10 seconds",
+        )),
     }
+}
 
-    let store = hub.store().clone();
-    let instance = hub.instance_id().to_owned();
-    let connection = hub.register(&host_id, sender.clone(), close.clone());
-    match store
-        .record_agent_hello(&host_id, &instance, &facts_of(&hello))
-        .await
-    {
-        Ok(true) => {}
-        Ok(false) | Err(_) => {
-            hub.unregister(&host_id, connection);
-            close.notify_one();
-            let _ = writer.await;
+async fn close_with(socket: &mut WebSocket, reason: &'static str) {
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code: 1000,
+            reason: Utf8Bytes::from_static(reason),
+        })))
+        .await;
+}
+
+/// Serves an authenticated agent socket until it closes, is replaced, or its host goes away.
+/// One task per connection holding no more than it needs: thousands stay connected at once.
+pub async fn serve_socket(hub: AgentHub, host_id: String, token_id: String, mut socket: WebSocket) {
+    let hello = match read_hello(&mut socket).await {
+        Ok(hello) => hello,
+        Err(refusal) => {
+            let _ = socket.send(text(refusal)).await;
+            close_with(&mut socket, "refused").await;
             return;
         }
+    };
+    let store = hub.store().clone();
+    let instance = hub.instance_id().to_owned();
+    let (sender, mut outbox) = mpsc::channel::<String>(OUTBOX_DEPTH);
+    let close = Arc::new(Notify::new());
+    let connection = hub.register(&host_id, sender.clone(), close.clone());
+    if !matches!(
+        store
+            .record_agent_hello(&host_id, &instance, &facts_of(&hello))
+            .await,
+        Ok(true)
+    ) {
+        hub.unregister(&host_id, connection);
+        close_with(&mut socket, "host not registered").await;
+        return;
     }
     tracing::info!(%host_id, agent_version = %hello.agent_version, "agent connected");
-    let _ = sender
-        .send(FlexMessage::Welcome {
-            protocol: PROTOCOL_VERSION,
-            host_id: host_id.clone(),
-            heartbeat_secs: hub.heartbeat().as_secs().max(1),
-        })
-        .await;
+    drop(hello);
+    let welcome = encode(&FlexMessage::Welcome {
+        protocol: PROTOCOL_VERSION,
+        host_id: host_id.clone(),
+        heartbeat_secs: hub.heartbeat().as_secs().max(1),
+    });
+    if socket.send(text(welcome)).await.is_err() {
+        if hub.unregister(&host_id, connection) {
+            let _ = store.record_agent_disconnect(&host_id, &instance).await;
+        }
+        return;
+    }
     match hub.redeliver_unanswered(&host_id, &sender).await {
         Ok(0) => {}
         Ok(count) => tracing::info!(%host_id, count, "re-delivered unanswered commands"),
         Err(err) => tracing::warn!(%host_id, error = %err, "cannot re-deliver commands"),
     }
+    drop(sender);
 
-    let mut last_touch = now_ts();
-    let mut liveness = tokio::time::interval(hub.heartbeat());
-    liveness.tick().await;
     let silence = hub.silence().as_secs() as i64;
     let mut last_heard = now_ts();
+    let mut last_touch = last_heard;
+    let mut tick = tokio::time::interval(hub.heartbeat());
+    tick.tick().await;
     loop {
         tokio::select! {
-            frame = stream.next() => {
+            // Queued commands go first, so a chatty agent cannot starve them.
+            biased;
+            Some(message) = outbox.recv() => {
+                if socket.send(text(message)).await.is_err() {
+                    break;
+                }
+            }
+            frame = socket.recv() => {
                 let Some(Ok(frame)) = frame else { break };
                 last_heard = now_ts();
                 if last_heard - last_touch >= TOUCH_EVERY_SECS {
                     last_touch = last_heard;
                     let _ = store.touch_agent(&host_id, &instance).await;
                 }
-                match frame {
-                    Message::Text(text) => handle_text(&hub, &host_id, &text, &sender).await,
+                let answer = match frame {
+                    Message::Text(body) => handle_text(&hub, &host_id, &body).await,
                     Message::Close(_) => break,
-                    Message::Binary(_) => {
-                        let _ = sender.send(error_message("BAD_MESSAGE", "binary frames are not part of the protocol")).await;
-                    }
-                    Message::Ping(_) | Message::Pong(_) => {}
+                    Message::Binary(_) => Some(error_message(
+                        "BAD_MESSAGE",
+                        "binary frames are not part of the protocol",
+                    )),
+                    Message::Ping(_) | Message::Pong(_) => None,
+                };
+                if let Some(answer) = answer
+                    && socket.send(text(answer)).await.is_err()
+                {
+                    break;
                 }
             }
-            _ = liveness.tick() => {
+            _ = tick.tick() => {
                 // A host unregistered (token revoked) on any replica, or an agent gone silent,
-                // ends the connection.
+                // ends the connection; otherwise it is pinged.
                 let token_alive = matches!(store.find_token(&token_id).await, Ok(Some(_)));
                 if !token_alive || now_ts() - last_heard > silence {
                     tracing::info!(%host_id, token_alive, "closing agent connection");
+                    break;
+                }
+                if socket.send(Message::Ping(Default::default())).await.is_err() {
                     break;
                 }
             }
             _ = close.notified() => break,
         }
     }
-
+    // Whatever is still queued (a reason, say) goes out before the close.
+    while let Ok(message) = outbox.try_recv() {
+        let _ = socket.send(text(message)).await;
+    }
+    close_with(&mut socket, "closed by flex").await;
     if hub.unregister(&host_id, connection) {
         let _ = store.record_agent_disconnect(&host_id, &instance).await;
     }
-    close.notify_one();
-    let _ = writer.await;
     tracing::info!(%host_id, "agent disconnected");
 }
 
@@ -222,46 +208,33 @@ fn database_records(host_id: &str, databases: &[InventoryDatabase]) -> Vec<Datab
         .collect()
 }
 
-async fn handle_text(
-    hub: &AgentHub,
-    host_id: &str,
-    text: &str,
-    sender: &mpsc::Sender<FlexMessage>,
-) {
-    let message = match serde_json::from_str::<AgentMessage>(text) {
+/// Handles one text message; returns what to answer, if anything.
+async fn handle_text(hub: &AgentHub, host_id: &str, body: &str) -> Option<String> {
+    let message = match serde_json::from_str::<AgentMessage>(body) {
         Ok(message) => message,
         Err(err) => {
             tracing::warn!(%host_id, error = %err, "malformed agent message");
-            let _ = sender
-                .send(error_message(
-                    "BAD_MESSAGE",
-                    format!("unreadable message: {err}"),
-                ))
-                .await;
-            return;
+            return Some(error_message(
+                "BAD_MESSAGE",
+                format!("unreadable message: {err}"),
+            ));
         }
     };
     let outcome = match message {
         AgentMessage::Heartbeat {} => Ok(()),
         AgentMessage::Hello(_) => {
-            let _ = sender
-                .send(error_message(
-                    "ALREADY_GREETED",
-                    "hello is only sent once per connection",
-                ))
-                .await;
-            Ok(())
+            return Some(error_message(
+                "ALREADY_GREETED",
+                "hello is only sent once per connection",
+            ));
         }
         AgentMessage::Inventory { databases } => {
             let mut ids = std::collections::HashSet::new();
             if databases.iter().any(|db| !ids.insert(db.id.as_str())) {
-                let _ = sender
-                    .send(error_message(
-                        "BAD_INVENTORY",
-                        "database ids must be unique",
-                    ))
-                    .await;
-                return;
+                return Some(error_message(
+                    "BAD_INVENTORY",
+                    "database ids must be unique",
+                ));
             }
             let records = database_records(host_id, &databases);
             hub.store()
@@ -271,13 +244,14 @@ async fn handle_text(
         }
         AgentMessage::Reply(reply) => hub.accept_reply(host_id, &reply).await,
     };
-    if let Err(err) = outcome {
-        tracing::warn!(%host_id, error = %err, "agent message not stored");
-        let _ = sender
-            .send(error_message(
+    match outcome {
+        Ok(()) => None,
+        Err(err) => {
+            tracing::warn!(%host_id, error = %err, "agent message not stored");
+            Some(error_message(
                 "UNAVAILABLE",
                 "the message could not be stored; send it again",
             ))
-            .await;
+        }
     }
 }

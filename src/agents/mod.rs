@@ -31,7 +31,14 @@ use crate::store::{AgentCommandRecord, Store, StoreError};
 /// waiter for replies another replica stored.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// Outgoing messages queued per connection before senders wait.
-const OUTBOX_DEPTH: usize = 64;
+const OUTBOX_DEPTH: usize = 16;
+
+/// Messages for one socket, already serialized: small slots keep idle connections cheap.
+type Outbox = mpsc::Sender<String>;
+
+fn encode(message: &FlexMessage) -> String {
+    serde_json::to_string(message).unwrap_or_default()
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -78,7 +85,7 @@ pub struct AgentCommand {
 
 struct Connection {
     id: u64,
-    sender: mpsc::Sender<FlexMessage>,
+    sender: Outbox,
     close: Arc<Notify>,
 }
 
@@ -204,12 +211,7 @@ impl AgentHub {
     }
 
     /// Registers a new socket for a host, closing the one it replaces. Returns its id.
-    fn register(
-        &self,
-        host_id: &str,
-        sender: mpsc::Sender<FlexMessage>,
-        close: Arc<Notify>,
-    ) -> u64 {
+    fn register(&self, host_id: &str, sender: Outbox, close: Arc<Notify>) -> u64 {
         let id = self.inner.next_connection.fetch_add(1, Ordering::Relaxed);
         let previous = lock(&self.inner.connections)
             .insert(host_id.to_owned(), Connection { id, sender, close });
@@ -239,19 +241,19 @@ impl AgentHub {
         }
     }
 
-    fn local_sender(&self, host_id: &str) -> Option<mpsc::Sender<FlexMessage>> {
+    fn local_sender(&self, host_id: &str) -> Option<Outbox> {
         lock(&self.inner.connections)
             .get(host_id)
             .map(|c| c.sender.clone())
     }
 
-    fn wire_command(record: &AgentCommandRecord) -> FlexMessage {
-        FlexMessage::Command(Command {
+    fn wire_command(record: &AgentCommandRecord) -> String {
+        encode(&FlexMessage::Command(Command {
             id: record.id.clone(),
             name: record.name.clone(),
             args: serde_json::from_str(&record.args).unwrap_or(Value::Null),
             deadline_ms: record.deadline_ms,
-        })
+        }))
     }
 
     /// Sends a pending command if this replica holds the host's socket and nobody sent it yet.
@@ -286,7 +288,7 @@ impl AgentHub {
     async fn redeliver_unanswered(
         &self,
         host_id: &str,
-        sender: &mpsc::Sender<FlexMessage>,
+        sender: &Outbox,
     ) -> Result<usize, StoreError> {
         let open = self
             .inner
