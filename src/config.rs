@@ -5,7 +5,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::Args;
 
-use crate::sdp::SdpConfig;
+use crate::{executor::ExecutorConfig, sdp::SdpConfig};
 
 /// Everything the running server needs besides its listening socket.
 #[derive(Clone, Debug)]
@@ -26,6 +26,8 @@ pub struct Config {
     pub agent_heartbeat: Duration,
     /// The array Flex drives; `None` runs Flex without one (hosts, tasks and topology only).
     pub sdp: Option<SdpConfig>,
+    /// How tasks are run.
+    pub executor: ExecutorConfig,
 }
 
 #[derive(Clone, Debug)]
@@ -47,6 +49,7 @@ impl Config {
             agent_silence: Duration::from_secs(30),
             agent_heartbeat: Duration::from_secs(10),
             sdp: None,
+            executor: ExecutorConfig::default(),
         }
     }
 }
@@ -104,6 +107,22 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub sdp: SdpArgs,
+
+    /// Tasks this process runs at once.
+    #[arg(long, env = "FLEX_WORKERS", default_value_t = 4)]
+    pub workers: usize,
+
+    /// Seconds a claimed task stays owned without a heartbeat (then another replica resumes it).
+    #[arg(long, env = "FLEX_TASK_LEASE_SECS", default_value_t = 30)]
+    pub task_lease_secs: u64,
+
+    /// Seconds after creation at which a still-running task fails and compensates.
+    #[arg(long, env = "FLEX_TASK_DEADLINE_SECS", default_value_t = 3600)]
+    pub task_deadline_secs: u64,
+
+    /// Longest time databases stay frozen for an application-consistent snapshot, in ms.
+    #[arg(long, env = "FLEX_FREEZE_WINDOW_MS", default_value_t = 10_000)]
+    pub freeze_window_ms: u64,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -164,6 +183,13 @@ impl ServeArgs {
             agent_silence: Duration::from_secs(self.agent_silence_secs),
             agent_heartbeat: Duration::from_secs(self.agent_heartbeat_secs.max(1)),
             sdp: self.sdp.into_config(),
+            executor: ExecutorConfig {
+                workers: self.workers.max(1),
+                lease: Duration::from_secs(self.task_lease_secs.max(3)),
+                task_deadline: Duration::from_secs(self.task_deadline_secs.max(1)),
+                freeze_window: Duration::from_millis(self.freeze_window_ms.max(100)),
+                ..ExecutorConfig::default()
+            },
         }
     }
 }

@@ -10,8 +10,10 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod emulators;
+pub mod executor;
 pub mod sdp;
 pub mod store;
+pub mod workflows;
 
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -77,9 +79,18 @@ pub async fn run(
         config.agent_silence,
     );
     agents.start().await?;
+    let executor = executor::Executor::new(
+        store.clone(),
+        sdp.clone(),
+        agents.clone(),
+        &config.instance_id,
+        config.executor.clone(),
+    );
+    executor.start();
     let tls = config.tls.clone();
     let state = api::AppState {
         agents: agents.clone(),
+        executor: executor.clone(),
         store: store.clone(),
         config: Arc::new(config),
         sdp,
@@ -88,8 +99,10 @@ pub async fn run(
     let address = listener.local_addr()?;
     // Agent sockets outlive HTTP's graceful drain, so close them as soon as shutdown begins.
     let hub = agents.clone();
+    let workers = executor.clone();
     let shutdown = async move {
         shutdown.await;
+        workers.shutdown();
         hub.shutdown().await;
     };
 

@@ -15,7 +15,7 @@ use crate::{auth, store::TokenKind};
 /// Largest message an agent may send (an inventory of many databases fits easily).
 const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 /// Small buffers keep an idle connection cheap: thousands of agents stay connected at once.
-const READ_BUFFER_BYTES: usize = 4 * 1024;
+const READ_BUFFER_BYTES: usize = 1024;
 const WRITE_BUFFER_BYTES: usize = 4 * 1024;
 
 pub fn routes() -> Router<AppState> {

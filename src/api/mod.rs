@@ -8,6 +8,7 @@
 mod agent;
 pub mod auth;
 pub mod context;
+mod echo;
 pub mod error;
 pub mod extract;
 mod health;
@@ -28,7 +29,7 @@ use tower_http::{
     sensitive_headers::SetSensitiveRequestHeadersLayer,
 };
 
-use crate::{agents::AgentHub, config::Config, sdp::SdpClient, store::Store};
+use crate::{agents::AgentHub, config::Config, executor::Executor, sdp::SdpClient, store::Store};
 pub use error::ApiError;
 
 /// Bodies above this size are refused with 413 before they are parsed.
@@ -43,6 +44,8 @@ pub struct AppState {
     pub sdp: Option<SdpClient>,
     /// The agents' sockets and the command outbox.
     pub agents: AgentHub,
+    /// Runs the tasks the API creates.
+    pub executor: Executor,
 }
 
 /// Path prefixes under which the host routes are served: seed, current, legacy.
@@ -55,7 +58,8 @@ const TOPOLOGY_PREFIXES: [&str; 2] = ["/api/ocie/v1", "/api/echo/v1"];
 pub fn router(state: AppState) -> Router {
     let mut api = Router::new()
         .nest("/api/v1", hosts::database_routes())
-        .merge(auth::app_token_routes());
+        .merge(auth::app_token_routes())
+        .merge(echo::routes());
     for prefix in HOST_PREFIXES {
         api = api.nest(prefix, hosts::routes());
     }

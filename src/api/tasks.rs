@@ -16,6 +16,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/tasks", get(list_tasks))
         .route("/tasks/{request_id}", get(get_task))
+        .route("/tasks/{request_id}/abort", axum::routing::post(abort_task))
 }
 
 pub const TASK_STATES: [&str; 4] = ["running", "completed", "failed", "aborted"];
@@ -98,4 +99,30 @@ async fn get_task(
         )
     })?;
     Ok(Json(task.into()))
+}
+
+/// Asks a running task to stop at its next step boundary; it then undoes what it did and ends
+/// `aborted`. Answers the task as it is now (still `running` while it compensates).
+async fn abort_task(
+    State(state): State<AppState>,
+    PathParams(request_id): PathParams<String>,
+) -> Result<(axum::http::StatusCode, Json<TaskView>), ApiError> {
+    let task = state.store.get_task(&request_id).await?.ok_or_else(|| {
+        ApiError::not_found(
+            "TASK_NOT_FOUND",
+            format!("task '{request_id}' does not exist"),
+        )
+    })?;
+    if !state.store.request_abort(&request_id).await? {
+        return Err(ApiError::conflict(
+            "TASK_NOT_RUNNING",
+            format!(
+                "task '{request_id}' is {}; only running tasks can be aborted",
+                task.state
+            ),
+        ));
+    }
+    tracing::info!(%request_id, "abort requested");
+    state.executor.wake();
+    Ok((axum::http::StatusCode::ACCEPTED, Json(task.into())))
 }

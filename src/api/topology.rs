@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::{AppState, error::ApiError, hosts::is_connected};
-use crate::store::{DatabaseRecord, HostRecord, now_ts};
+use crate::store::{DatabaseRecord, DbSnapshotRecord, EchoDbRecord, HostRecord, now_ts};
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/topology", get(topology))
@@ -31,6 +31,9 @@ async fn topology(State(state): State<AppState>) -> Result<Json<Vec<TopologyEntr
             .or_default()
             .push(db);
     }
+    let snapshots = state.store.list_db_snapshots().await?;
+    let echo_dbs = state.store.list_echo_dbs().await?;
+    let echo = EchoFacts::new(&snapshots, &echo_dbs);
     let now = now_ts();
     let entries = hosts
         .into_iter()
@@ -40,7 +43,7 @@ async fn topology(State(state): State<AppState>) -> Result<Json<Vec<TopologyEntr
                 .remove(&host.host_id)
                 .unwrap_or_default()
                 .into_iter()
-                .map(|db| database_entry(db, &host, connected))
+                .map(|db| database_entry(db, &host, connected, &echo))
                 .collect();
             TopologyEntry {
                 host: host_entry(&host, connected),
@@ -77,7 +80,66 @@ fn host_entry(host: &HostRecord, connected: bool) -> Value {
     })
 }
 
-fn database_entry(db: DatabaseRecord, host: &HostRecord, connected: bool) -> Value {
+/// Snapshots by the databases they hold, and the parents of echo DBs: built once per request.
+struct EchoFacts {
+    /// (host, db id) → snapshots holding that database.
+    snapshots: HashMap<(String, String), Vec<Value>>,
+    /// (host, db id) → parent of that echo DB.
+    parents: HashMap<(String, String), Value>,
+}
+
+impl EchoFacts {
+    fn new(snapshots: &[DbSnapshotRecord], echo_dbs: &[EchoDbRecord]) -> EchoFacts {
+        let mut in_use: HashMap<&str, usize> = HashMap::new();
+        for echo in echo_dbs {
+            *in_use.entry(echo.snapshot_id.as_str()).or_default() += 1;
+        }
+        let mut by_db: HashMap<(String, String), Vec<Value>> = HashMap::new();
+        for snapshot in snapshots {
+            let databases: Vec<Value> =
+                serde_json::from_str(&snapshot.databases).unwrap_or_default();
+            for db in databases {
+                let db_id = db["db_id"].as_str().unwrap_or_default().to_owned();
+                by_db
+                    .entry((snapshot.host_id.clone(), db_id))
+                    .or_default()
+                    .push(json!({
+                        "id": snapshot.id,
+                        "timestamp": snapshot.created_ts,
+                        "consistency_level": snapshot.consistency_level,
+                        "deletable": !in_use.contains_key(snapshot.id.as_str()),
+                    }));
+            }
+        }
+        let parents = echo_dbs
+            .iter()
+            .map(|echo| {
+                (
+                    (echo.host_id.clone(), echo.db_id.clone()),
+                    json!({
+                        "src_host_id": echo.src_host_id,
+                        "src_db_id": echo.src_db_id,
+                        "snap_id": echo.snapshot_id,
+                    }),
+                )
+            })
+            .collect();
+        EchoFacts {
+            snapshots: by_db,
+            parents,
+        }
+    }
+}
+
+fn database_entry(
+    db: DatabaseRecord,
+    host: &HostRecord,
+    connected: bool,
+    echo: &EchoFacts,
+) -> Value {
+    let key = (host.host_id.clone(), db.db_id.clone());
+    let db_snapshots = echo.snapshots.get(&key).cloned().unwrap_or_default();
+    let parent = echo.parents.get(&key).cloned().unwrap_or(Value::Null);
     let mount_points = super::hosts::parse_array(&db.mount_points);
     let files: Vec<Value> = super::hosts::parse_array(&db.files)
         .as_array()
@@ -101,10 +163,10 @@ fn database_entry(db: DatabaseRecord, host: &HostRecord, connected: bool) -> Val
         "vendor": db.vendor,
         "status": db.status,
         "files": files,
-        "db_snapshots": [],
+        "db_snapshots": db_snapshots,
         "db_snapshot_allowed": disallowed_reason.is_empty(),
         "db_snapshot_disallowed_reason": disallowed_reason,
-        "parent": null,
+        "parent": parent,
     })
 }
 
@@ -113,21 +175,11 @@ fn database_entry(db: DatabaseRecord, host: &HostRecord, connected: bool) -> Val
 /// empty until an SDP is configured to join the serial to its volume and volume group.
 fn file_entry(file: &Value, mount_points: &Value) -> Value {
     let path = file.get("path").and_then(Value::as_str).unwrap_or_default();
-    let serial = mount_points
+    let mounts = mount_points
         .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|mount| {
-            let mount_path = mount.get("path")?.as_str()?;
-            let serial = mount.get("serial")?.as_str()?;
-            let is_prefix = !mount_path.is_empty()
-                && path.len() >= mount_path.len()
-                && path.is_char_boundary(mount_path.len())
-                && path[..mount_path.len()].eq_ignore_ascii_case(mount_path);
-            is_prefix.then_some((mount_path.len(), serial))
-        })
-        .max_by_key(|(len, _)| *len)
-        .map(|(_, serial)| serial.to_owned());
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let serial = crate::store::serial_for_path(path, mounts);
     json!({
         "sdp_id": "",
         "name": file.get("name").cloned().unwrap_or(json!("")),

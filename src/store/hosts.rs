@@ -62,6 +62,40 @@ pub struct DatabaseRecord {
     pub updated_ts: i64,
 }
 
+impl DatabaseRecord {
+    /// Each file with the serial of the disk it lives on.
+    pub fn files_with_serials(&self) -> Vec<(Value, Option<String>)> {
+        let mounts: Vec<Value> = serde_json::from_str(&self.mount_points).unwrap_or_default();
+        let files: Vec<Value> = serde_json::from_str(&self.files).unwrap_or_default();
+        files
+            .into_iter()
+            .map(|file| {
+                let path = file.get("path").and_then(Value::as_str).unwrap_or_default();
+                let serial = serial_for_path(path, &mounts);
+                (file, serial)
+            })
+            .collect()
+    }
+}
+
+/// The serial of the disk holding `path`: the mount point whose path is the longest prefix
+/// of it (Windows paths, so compared without case).
+pub fn serial_for_path(path: &str, mount_points: &[Value]) -> Option<String> {
+    mount_points
+        .iter()
+        .filter_map(|mount| {
+            let mount_path = mount.get("path")?.as_str()?;
+            let serial = mount.get("serial")?.as_str()?;
+            let is_prefix = !mount_path.is_empty()
+                && path.len() >= mount_path.len()
+                && path.is_char_boundary(mount_path.len())
+                && path[..mount_path.len()].eq_ignore_ascii_case(mount_path);
+            is_prefix.then_some((mount_path.len(), serial))
+        })
+        .max_by_key(|(len, _)| *len)
+        .map(|(_, serial)| serial.to_owned())
+}
+
 macro_rules! host_columns {
     () => {
         "host_id, db_vendor, created_ts, last_seen_ts, host_name, host_iqn, \

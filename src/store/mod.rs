@@ -28,7 +28,7 @@ use sqlx::{
 pub use agents::{AgentCommandRecord, AgentFacts};
 pub use echo::{DbSnapshotRecord, EchoDbRecord, LedgerEntry};
 pub use executor::{ClaimedTask, StepLogEntry};
-pub use hosts::{DatabaseRecord, DeleteHostOutcome, HostRecord, NewHost};
+pub use hosts::{DatabaseRecord, DeleteHostOutcome, HostRecord, NewHost, serial_for_path};
 pub use tasks::{NewTask, TaskFilter, TaskRecord};
 pub use tokens::{TokenKind, TokenRecord};
 

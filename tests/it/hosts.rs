@@ -171,7 +171,7 @@ async fn unregister_is_refused_while_a_task_runs(backend: Backend) {
     let store = server.db.store().await;
     store
         .insert_task(&flex::store::NewTask {
-            record: crate::store::task("T1", "running", "CreateCloneCommand", "abc"),
+            record: crate::store::task("T1", "running", "DeployCommand", "abc"),
             host_ids: vec!["host01".into()],
         })
         .await

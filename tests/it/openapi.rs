@@ -248,7 +248,7 @@ async fn the_server_matches_openapi_yaml() {
     server.register_host("busy01").await;
     store
         .insert_task(&NewTask {
-            record: task("busy-task", "running", "CreateCloneCommand", "ref"),
+            record: task("busy-task", "running", "DeployCommand", "ref"),
             host_ids: vec!["busy01".into()],
         })
         .await

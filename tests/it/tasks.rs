@@ -34,7 +34,8 @@ async fn tasks_read_on_every_family(backend: Backend) {
     let running = task(
         "KscTYPMYiMUjCjJleHLauR0y",
         "running",
-        "CreateDBSnapshotCommand",
+        // From the seed document; not a type this executor runs, so it stays running.
+        "DeployCommand",
         "bjGP9ygRMew",
     );
     for record in [&done, &running] {
@@ -99,7 +100,7 @@ async fn task_list_filters(backend: Backend) {
     let store = server.db.store().await;
     let records = [
         task("a1", "completed", "CreateCloneCommand", "pipeA"),
-        task("a2", "running", "CreateCloneCommand", "pipeA"),
+        task("a2", "running", "DeployCommand", "pipeA"),
         task("b1", "failed", "DeleteCommand", "pipeB"),
     ];
     for record in &records {

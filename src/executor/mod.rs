@@ -1,0 +1,438 @@
+//! The durable executor: runs every task's workflow to its end, across crashes and replicas.
+//!
+//! A worker claims a runnable task with a lease (owner, expiry, epoch + 1) and heartbeats it
+//! while it works; every write is fenced on the epoch, so a worker that lost its lease cannot
+//! clobber the one that took over. After each step its outputs are checkpointed in the same
+//! transaction that advances the step index; a crash resumes at the next step, and steps look
+//! up before they create. Transient failures retry with capped, jittered backoff; a permanent
+//! failure, an abort or the overall deadline undoes the completed steps in reverse.
+
+mod step;
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use serde_json::{Map, Value};
+use tokio::sync::{Notify, watch};
+
+pub use step::{Ctx, Step, StepError, StepFuture};
+
+use crate::{
+    agents::AgentHub,
+    sdp::SdpClient,
+    store::{ClaimedTask, StepLogEntry, Store},
+};
+
+#[derive(Clone, Debug)]
+pub struct ExecutorConfig {
+    /// Tasks run at once by this process.
+    pub workers: usize,
+    /// How long a claim holds without a heartbeat.
+    pub lease: Duration,
+    /// A task still running this long after its creation fails (and compensates).
+    pub task_deadline: Duration,
+    /// Longest time databases may stay frozen for an application-consistent snapshot.
+    pub freeze_window: Duration,
+    /// Backoff between attempts of a step that failed transiently: base, doubled, capped.
+    pub retry_base: Duration,
+    pub retry_cap: Duration,
+    /// How often idle workers look for tasks other replicas created or abandoned.
+    pub poll: Duration,
+}
+
+impl Default for ExecutorConfig {
+    fn default() -> Self {
+        ExecutorConfig {
+            workers: 4,
+            lease: Duration::from_secs(30),
+            task_deadline: Duration::from_secs(3600),
+            freeze_window: Duration::from_secs(10),
+            retry_base: Duration::from_millis(200),
+            retry_cap: Duration::from_secs(10),
+            poll: Duration::from_secs(1),
+        }
+    }
+}
+
+pub(crate) struct ExecInner {
+    pub store: Store,
+    pub sdp: Option<SdpClient>,
+    pub agents: AgentHub,
+    pub instance_id: String,
+    pub config: ExecutorConfig,
+    wake: Notify,
+    stop: watch::Sender<bool>,
+}
+
+/// Cheap to clone; one per process.
+#[derive(Clone)]
+pub struct Executor {
+    inner: Arc<ExecInner>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+/// How a run of a task ended, for the logs.
+enum Outcome {
+    Completed,
+    Undone(&'static str),
+    /// The lease was lost: another worker owns the task now.
+    Abandoned,
+}
+
+impl Executor {
+    pub fn new(
+        store: Store,
+        sdp: Option<SdpClient>,
+        agents: AgentHub,
+        instance_id: &str,
+        config: ExecutorConfig,
+    ) -> Executor {
+        let (stop, _) = watch::channel(false);
+        Executor {
+            inner: Arc::new(ExecInner {
+                store,
+                sdp,
+                agents,
+                instance_id: instance_id.to_owned(),
+                config,
+                wake: Notify::new(),
+                stop,
+            }),
+        }
+    }
+
+    /// A task was created: a worker picks it up at once instead of at its next poll.
+    pub fn wake(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    pub fn freeze_window(&self) -> Duration {
+        self.inner.config.freeze_window
+    }
+
+    /// Starts the workers; they resume whatever is unfinished, including tasks this process
+    /// (or a dead replica) held before.
+    pub fn start(&self) {
+        for worker in 0..self.inner.config.workers.max(1) {
+            let executor = self.clone();
+            tokio::spawn(async move { executor.work(worker).await });
+        }
+    }
+
+    pub fn shutdown(&self) {
+        let _ = self.inner.stop.send(true);
+        self.inner.wake.notify_waiters();
+    }
+
+    async fn work(&self, worker: usize) {
+        let mut stop = self.inner.stop.subscribe();
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            let lease_ms = self.inner.config.lease.as_millis() as i64;
+            match self
+                .inner
+                .store
+                .claim_task(&self.inner.instance_id, lease_ms, now_ms())
+                .await
+            {
+                Ok(Some(task)) => {
+                    // Another worker may find more to do.
+                    self.inner.wake.notify_one();
+                    self.run(task).await;
+                    continue;
+                }
+                Ok(None) => {}
+                Err(err) => tracing::warn!(worker, error = %err, "cannot claim tasks"),
+            }
+            tokio::select! {
+                _ = self.inner.wake.notified() => {}
+                _ = tokio::time::sleep(self.inner.config.poll) => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }
+
+    async fn run(&self, task: ClaimedTask) {
+        let span = tracing::info_span!("task", request_id = %task.request_id, ref_id = %task.ref_id, command = %task.command_type);
+        let _entered = span.enter();
+        drop(_entered);
+        let lost = Arc::new(AtomicBool::new(false));
+        let heartbeat = self.spawn_heartbeat(&task, lost.clone());
+        let outcome = tracing::Instrument::instrument(self.drive(&task, &lost), span.clone()).await;
+        heartbeat.abort();
+        let _entered = span.enter();
+        match outcome {
+            Outcome::Completed => tracing::info!("task completed"),
+            Outcome::Undone(state) => tracing::info!(state, "task ended after compensation"),
+            Outcome::Abandoned => tracing::warn!("lease lost; another worker owns the task"),
+        }
+    }
+
+    fn spawn_heartbeat(
+        &self,
+        task: &ClaimedTask,
+        lost: Arc<AtomicBool>,
+    ) -> tokio::task::JoinHandle<()> {
+        let store = self.inner.store.clone();
+        let lease = self.inner.config.lease;
+        let (request_id, epoch) = (task.request_id.clone(), task.epoch);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(lease / 3).await;
+                match store
+                    .extend_lease(&request_id, epoch, now_ms() + lease.as_millis() as i64)
+                    .await
+                {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        lost.store(true, Ordering::SeqCst);
+                        return;
+                    }
+                    Err(err) => tracing::warn!(error = %err, "lease heartbeat failed"),
+                }
+            }
+        })
+    }
+
+    async fn drive(&self, task: &ClaimedTask, lost: &AtomicBool) -> Outcome {
+        let steps = crate::workflows::steps_for(&task.command_type);
+        let checkpoint: Map<String, Value> =
+            serde_json::from_str(&task.checkpoint).unwrap_or_default();
+        let request: Value = serde_json::from_str(&task.request).unwrap_or(Value::Null);
+        let mut ctx = Ctx::new(self.inner.clone(), task, request, checkpoint);
+        let deadline_ms =
+            task.create_ts * 1000 + self.inner.config.task_deadline.as_millis() as i64;
+
+        if task.phase == "undo" {
+            let state = ctx
+                .checkpoint_str("_final_state")
+                .unwrap_or("failed")
+                .to_owned();
+            let error = ctx.checkpoint_str("_error").unwrap_or_default().to_owned();
+            return self
+                .compensate(
+                    &mut ctx,
+                    &steps,
+                    task.step_index as usize,
+                    &state,
+                    &error,
+                    lost,
+                )
+                .await;
+        }
+
+        for index in task.step_index as usize..steps.len() {
+            let step = &steps[index];
+            if lost.load(Ordering::SeqCst) {
+                return Outcome::Abandoned;
+            }
+            if matches!(
+                self.inner.store.abort_requested(&task.request_id).await,
+                Ok(true)
+            ) {
+                return self
+                    .compensate(
+                        &mut ctx,
+                        &steps,
+                        index,
+                        "aborted",
+                        "aborted by request",
+                        lost,
+                    )
+                    .await;
+            }
+            let started = now_ms();
+            match self
+                .attempt(&mut ctx, step.name, step.run, deadline_ms, lost)
+                .await
+            {
+                Ok(()) => {}
+                Err(message) => {
+                    return self
+                        .compensate(&mut ctx, &steps, index, "failed", &message, lost)
+                        .await;
+                }
+            }
+            let entry = StepLogEntry {
+                name: step.name.to_owned(),
+                direction: "do".to_owned(),
+                started_ms: started,
+                finished_ms: now_ms(),
+                detail: Value::Object(std::mem::take(&mut ctx.detail)).to_string(),
+            };
+            match self
+                .inner
+                .store
+                .checkpoint_step(
+                    &task.request_id,
+                    task.epoch,
+                    index as i64 + 1,
+                    "forward",
+                    &ctx.checkpoint_json(),
+                    &entry,
+                )
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => return Outcome::Abandoned,
+                Err(err) => {
+                    // The step's effects are recorded by its lookups; the next claim re-runs it.
+                    tracing::warn!(step = step.name, error = %err, "cannot checkpoint; releasing the task");
+                    return Outcome::Abandoned;
+                }
+            }
+        }
+        let result = ctx
+            .get("result")
+            .filter(|r| !r.is_null())
+            .map(|r| r.to_string());
+        match self
+            .inner
+            .store
+            .finish_task(
+                &task.request_id,
+                task.epoch,
+                "completed",
+                "",
+                result.as_deref(),
+            )
+            .await
+        {
+            Ok(true) => Outcome::Completed,
+            _ => Outcome::Abandoned,
+        }
+    }
+
+    /// Runs a step function, retrying transient failures with capped, jittered backoff until
+    /// the task's deadline or an abort. Returns the permanent failure's message.
+    async fn attempt(
+        &self,
+        ctx: &mut Ctx,
+        name: &str,
+        run: step::StepFn,
+        deadline_ms: i64,
+        lost: &AtomicBool,
+    ) -> Result<(), String> {
+        let mut delay = self.inner.config.retry_base;
+        let mut attempts = 0u32;
+        loop {
+            attempts += 1;
+            match run(ctx).await {
+                Ok(()) => return Ok(()),
+                Err(StepError::Permanent(message)) => {
+                    tracing::warn!(step = name, %message, "step failed");
+                    return Err(format!("{name}: {message}"));
+                }
+                Err(StepError::Transient(message)) => {
+                    if now_ms() >= deadline_ms {
+                        return Err(format!("{name}: the task's deadline passed ({message})"));
+                    }
+                    if lost.load(Ordering::SeqCst) {
+                        return Err(format!("{name}: lease lost"));
+                    }
+                    if ctx.phase_is_forward()
+                        && matches!(
+                            self.inner.store.abort_requested(&ctx.request_id).await,
+                            Ok(true)
+                        )
+                    {
+                        return Err(format!("{name}: aborted by request"));
+                    }
+                    tracing::info!(step = name, attempts, %message, "transient failure; retrying");
+                    let jitter = rand::random::<f64>() * 0.5 + 0.75;
+                    tokio::time::sleep(delay.mul_f64(jitter)).await;
+                    delay = (delay * 2).min(self.inner.config.retry_cap);
+                }
+            }
+        }
+    }
+
+    /// Undoes steps `completed - 1` down to 0, then ends the task as `state`.
+    async fn compensate(
+        &self,
+        ctx: &mut Ctx,
+        steps: &[Step],
+        completed: usize,
+        state: &str,
+        error: &str,
+        lost: &AtomicBool,
+    ) -> Outcome {
+        ctx.enter_undo(state, error);
+        let final_state: &'static str = if state == "aborted" {
+            "aborted"
+        } else {
+            "failed"
+        };
+        // Undo retries longer than the forward deadline: leaving objects behind is worse.
+        let undo_deadline = now_ms() + self.inner.config.task_deadline.as_millis() as i64;
+        let mut notes: Vec<String> = Vec::new();
+        for index in (0..completed).rev() {
+            let step = &steps[index];
+            if lost.load(Ordering::SeqCst) {
+                return Outcome::Abandoned;
+            }
+            let started = now_ms();
+            if let Some(undo) = step.undo
+                && let Err(message) = self
+                    .attempt(ctx, step.name, undo, undo_deadline, lost)
+                    .await
+            {
+                notes.push(format!("undo of {message}"));
+            }
+            let entry = StepLogEntry {
+                name: step.name.to_owned(),
+                direction: "undo".to_owned(),
+                started_ms: started,
+                finished_ms: now_ms(),
+                detail: Value::Object(std::mem::take(&mut ctx.detail)).to_string(),
+            };
+            match self
+                .inner
+                .store
+                .checkpoint_step(
+                    &ctx.request_id,
+                    ctx.epoch,
+                    index as i64,
+                    "undo",
+                    &ctx.checkpoint_json(),
+                    &entry,
+                )
+                .await
+            {
+                Ok(true) => {}
+                _ => return Outcome::Abandoned,
+            }
+        }
+        let mut message = error.to_owned();
+        if !notes.is_empty() {
+            message = format!("{message}; compensation incomplete: {}", notes.join("; "));
+        }
+        match self
+            .inner
+            .store
+            .finish_task(&ctx.request_id, ctx.epoch, final_state, &message, None)
+            .await
+        {
+            Ok(true) => Outcome::Undone(final_state),
+            _ => Outcome::Abandoned,
+        }
+    }
+}
+
+/// Measures how long something took, in milliseconds.
+pub fn elapsed_ms(since: Instant) -> u64 {
+    since.elapsed().as_millis() as u64
+}
