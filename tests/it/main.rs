@@ -4,6 +4,7 @@
 mod agents;
 mod auth;
 mod common;
+mod echo;
 mod errors;
 mod hosts;
 mod openapi;

@@ -1,0 +1,847 @@
+//! The Echo workflows end to end, the way a pipeline drives them: POST, poll `location` until
+//! the task ends, then check the (emulated) array for exactly what should be there.
+
+use std::time::Duration;
+
+use flex::{
+    emulators::{
+        agent::{AgentEmulator, AgentEmulatorConfig, DatabaseSpec, FileSpec},
+        sdp::{FaultAction, FaultRule, SdpEmulator, SdpEmulatorConfig},
+    },
+    sdp::SdpConfig,
+};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::common::{Backend, TestDb, TestServer, error_body};
+
+pub struct Echo {
+    pub server: TestServer,
+    pub sdp: SdpEmulator,
+    pub agents: Vec<AgentEmulator>,
+}
+
+fn file(name: &str, kind: &str, volume: &str, vg: &str) -> FileSpec {
+    FileSpec {
+        name: name.into(),
+        kind: kind.into(),
+        volume: volume.into(),
+        volume_group: vg.into(),
+        size_mb: 256,
+    }
+}
+
+fn source_databases() -> Vec<DatabaseSpec> {
+    vec![
+        DatabaseSpec {
+            id: "5".into(),
+            name: "sales".into(),
+            files: vec![
+                file("sales_data", "data", "src-sales-data", "src-vg-1"),
+                file("sales_log", "log", "src-sales-log", "src-vg-1"),
+            ],
+        },
+        DatabaseSpec {
+            id: "6".into(),
+            name: "hr".into(),
+            files: vec![
+                file("hr_data", "data", "src-hr", "src-vg-2"),
+                file("hr_log", "log", "src-hr", "src-vg-2"),
+            ],
+        },
+    ]
+}
+
+pub struct Options {
+    pub freeze_window: Duration,
+    pub dest_reply_delay: Duration,
+    pub lease: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            freeze_window: Duration::from_secs(10),
+            dest_reply_delay: Duration::ZERO,
+            lease: Duration::from_secs(30),
+        }
+    }
+}
+
+pub fn server_config(config: &mut flex::Config, sdp_url: &str, options: &Options) {
+    config.agent_heartbeat = Duration::from_secs(1);
+    config.sdp = Some(SdpConfig::new(sdp_url, "admin", "admin"));
+    config.executor.retry_base = Duration::from_millis(50);
+    config.executor.retry_cap = Duration::from_millis(400);
+    config.executor.poll = Duration::from_millis(200);
+    config.executor.freeze_window = options.freeze_window;
+    config.executor.lease = options.lease;
+}
+
+impl Echo {
+    pub async fn start(backend: Backend, options: Options) -> Echo {
+        crate::common::init_tracing();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let sdp = SdpEmulator::start(SdpEmulatorConfig::default(), listener)
+            .await
+            .unwrap();
+        let sdp_url = sdp.url.clone();
+        let server =
+            TestServer::start_with(backend, |config| server_config(config, &sdp_url, &options))
+                .await;
+        let mut echo = Echo {
+            server,
+            sdp,
+            agents: Vec::new(),
+        };
+        for (host_id, databases) in [
+            ("src-01", source_databases()),
+            ("dev-01", vec![]),
+            ("dev-02", vec![]),
+        ] {
+            let token = echo.server.register_host(host_id).await;
+            let mut config = AgentEmulatorConfig::new(&echo.server.base, host_id, &token);
+            config.sdp = Some(SdpConfig::new(&echo.sdp.url, "admin", "admin"));
+            config.databases = databases;
+            config.freeze_window = options.freeze_window;
+            if host_id != "src-01" {
+                config.faults.reply_delay = options.dest_reply_delay;
+            }
+            echo.agents
+                .push(AgentEmulator::start(config).await.unwrap());
+        }
+        echo.wait_ready().await;
+        echo
+    }
+
+    /// Restarts Flex on the same database (a new process would; here a new `run`).
+    #[allow(dead_code)]
+    pub async fn restart(self, backend_db: TestDb, options: &Options) -> TestServer {
+        let sdp_url = self.sdp.url.clone();
+        let mut config = flex::Config::new(backend_db.url.clone());
+        config.admin_token = Some(crate::common::ADMIN_TOKEN.into());
+        server_config(&mut config, &sdp_url, options);
+        TestServer::start_on(backend_db, config).await
+    }
+
+    async fn wait_ready(&self) {
+        for _ in 0..200 {
+            let topology: Value = self
+                .server
+                .get("/api/echo/v1/topology")
+                .await
+                .json()
+                .await
+                .unwrap();
+            let ready = topology
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|entry| entry["host"]["is_connected"] == true)
+                && topology[2]["databases"]
+                    .as_array()
+                    .is_some_and(|d| d.len() == 2);
+            if ready {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("hosts never connected");
+    }
+
+    pub async fn send(&self, method: Method, path: &str, body: Value) -> reqwest::Response {
+        self.server
+            .admin(method, path)
+            .header("hs-ref-id", "Pipe01")
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Sends a task-creating request, checks the immediate answer, polls until the task ends.
+    pub async fn run(&self, method: Method, path: &str, body: Value, created: u16) -> Value {
+        let response = self.send(method, path, body).await;
+        assert_eq!(response.status(), created, "{path}");
+        let task: Value = response.json().await.unwrap();
+        assert_eq!(task["state"], "running", "creating calls return at once");
+        assert_eq!(task["ref_id"], "Pipe01");
+        self.wait(&task).await
+    }
+
+    pub async fn wait(&self, task: &Value) -> Value {
+        let location = task["location"].as_str().unwrap().to_owned();
+        for _ in 0..600 {
+            let now: Value = self.server.get(&location).await.json().await.unwrap();
+            if now["state"] != "running" {
+                return now;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("task {location} never ended");
+    }
+
+    pub fn array(&self) -> flex::emulators::sdp::ArrayState {
+        self.sdp.snapshot_state()
+    }
+
+    pub async fn dest_databases(&self, host: &str) -> Vec<String> {
+        let dbs: Value = self
+            .server
+            .get(&format!("/api/v1/hosts/{host}/databases"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        dbs.as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["name"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// Nothing Flex created is left on the array, and its ledger agrees.
+    pub async fn assert_nothing_left(&self) {
+        let array = self.array();
+        assert_eq!(
+            array.snapshots.len(),
+            0,
+            "snapshots left: {:?}",
+            array.snapshots
+        );
+        assert_eq!(array.mappings.len(), 0, "mappings left");
+        assert_eq!(array.hosts.len(), 0, "host objects left");
+        assert_eq!(array.host_iqns.len(), 0, "initiators left");
+        let volumes: Vec<&str> = array.volumes.values().map(|v| v.name.as_str()).collect();
+        assert_eq!(
+            volumes.len(),
+            3,
+            "only the source volumes remain: {volumes:?}"
+        );
+        let live = self.server.db.store().await.ledger_live().await.unwrap();
+        assert!(live.is_empty(), "ledger still lists {live:?}");
+    }
+
+    pub async fn assert_ledger_matches_array(&self) {
+        let array = self.array();
+        let live = self.server.db.store().await.ledger_live().await.unwrap();
+        for entry in &live {
+            let id = entry.sdp_id as u64;
+            let exists = match entry.kind.as_str() {
+                "vg_snapshot" => array.snapshots.contains_key(&id),
+                "volume" => array.volumes.contains_key(&id),
+                "mapping" => array.mappings.contains_key(&id),
+                "host" => array.hosts.contains_key(&id),
+                "host_iqn" => array.host_iqns.contains_key(&id),
+                other => panic!("unknown ledger kind {other}"),
+            };
+            assert!(
+                exists,
+                "ledger lists {entry:?}, which the array does not have"
+            );
+        }
+        let flex_objects = array.snapshots.len()
+            + array.mappings.len()
+            + array.hosts.len()
+            + array.host_iqns.len()
+            + array.volumes.values().filter(|v| v.is_thin_clone).count();
+        assert_eq!(
+            flex_objects,
+            live.len(),
+            "every object Flex made is in the ledger, once"
+        );
+    }
+}
+
+async fn the_whole_lifecycle_leaves_nothing_behind(backend: Backend) {
+    let echo = Echo::start(backend, Options::default()).await;
+
+    // 1. An application-consistent snapshot of two databases on two volume groups (seed path).
+    let task = echo
+        .run(
+            Method::POST,
+            "/flex/api/v1/db_snapshots",
+            json!({"source_host_id": "src-01", "database_ids": ["5", "6"]}),
+            200,
+        )
+        .await;
+    assert_eq!(task["state"], "completed", "{task}");
+    assert_eq!(task["command_type"], "CreateDBSnapshotCommand");
+    assert!(
+        task["location"]
+            .as_str()
+            .unwrap()
+            .starts_with("/flex/api/v1/ocie/tasks/")
+    );
+    let snap_a = task["result"]["db_snapshot"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(snap_a.starts_with("snap_"), "{snap_a}");
+    assert_eq!(
+        echo.array().snapshots.len(),
+        2,
+        "one SDP snapshot per volume group"
+    );
+    let steps = echo
+        .server
+        .db
+        .store()
+        .await
+        .task_steps(task["request_id"].as_str().unwrap())
+        .await
+        .unwrap();
+    let thaw = steps.iter().find(|s| s.name == "thaw_databases").unwrap();
+    let detail: Value = serde_json::from_str(&thaw.detail).unwrap();
+    assert!(
+        detail["frozen_ms"].as_u64().is_some(),
+        "time frozen is recorded: {detail}"
+    );
+    let listed: Value = echo
+        .server
+        .get("/api/echo/v1/db_snapshots")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed[0]["id"], snap_a.as_str());
+    assert_eq!(listed[0]["consistency_level"], "application");
+    assert_eq!(listed[0]["databases"].as_array().unwrap().len(), 2);
+    assert_eq!(listed[0]["vg_snapshot_ids"].as_array().unwrap().len(), 2);
+
+    // 2. Clone one database of it onto dev-01 (seed path, db_id given).
+    let task = echo
+        .run(
+            Method::POST,
+            &format!("/flex/api/v1/db_snapshots/{snap_a}/clone"),
+            json!({"destinations": [{"host_id": "dev-01", "db_id": "5", "db_name": "sales_copy"}]}),
+            200,
+        )
+        .await;
+    assert_eq!(task["state"], "completed", "{task}");
+    assert_eq!(task["command_type"], "ImportDBSnapshotCommand");
+    let cloned = &task["result"]["cloned_dbs"][0];
+    assert_eq!(cloned["name"], "sales_copy");
+    assert_eq!(cloned["host_id"], "dev-01");
+    assert_eq!(cloned["source_host_id"], "src-01");
+    assert_eq!(cloned["source_db_id"], 5, "numeric ids are integers here");
+    assert_eq!(cloned["source_db_name"], "sales");
+    let sales_copy_id = cloned["id"].as_str().unwrap().to_owned();
+    assert_eq!(echo.dest_databases("dev-01").await, ["sales_copy"]);
+    let array = echo.array();
+    assert_eq!(
+        array.volumes.values().filter(|v| v.is_thin_clone).count(),
+        2,
+        "a clone per volume of sales"
+    );
+    assert_eq!(array.mappings.len(), 2);
+    echo.assert_ledger_matches_array().await;
+
+    // 3. Snapshot + clone in one call (current path, crash-consistent) onto dev-02.
+    let task = echo
+        .run(
+            Method::POST,
+            "/api/echo/v1/echo_dbs",
+            json!({"source_host_id": "src-01", "destinations": [{"host_id": "dev-02", "db_id": "6", "db_name": "hr_copy"}], "consistency_level": "crash", "name_prefix": "nightly"}),
+            200,
+        )
+        .await;
+    assert_eq!(task["state"], "completed", "{task}");
+    assert!(
+        task["location"]
+            .as_str()
+            .unwrap()
+            .starts_with("/api/echo/v1/tasks/")
+    );
+    let snap_b = task["result"]["db_snapshot"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(snap_b.starts_with("nightly_"));
+    let hr_copy_id = task["result"]["cloned_dbs"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(echo.dest_databases("dev-02").await, ["hr_copy"]);
+
+    // 4. Topology shows snapshots (not deletable while used) and the echo DBs' parents.
+    let topology: Value = echo
+        .server
+        .get("/api/ocie/v1/topology")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let entry = |host: &str| {
+        topology
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["host"]["id"] == host)
+            .unwrap()
+            .clone()
+    };
+    let sales = entry("src-01")["databases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "sales")
+        .unwrap()
+        .clone();
+    assert_eq!(sales["db_snapshots"][0]["id"], snap_a.as_str());
+    assert_eq!(sales["db_snapshots"][0]["deletable"], false);
+    let copy = entry("dev-01")["databases"][0].clone();
+    assert_eq!(
+        copy["parent"],
+        json!({"src_host_id": "src-01", "src_db_id": "5", "snap_id": snap_a})
+    );
+
+    // 5. The same name again is refused, by the dry run and by the request, before any task.
+    let clash = json!({"source_host_id": "src-01", "destinations": [{"host_id": "dev-01", "db_id": "5", "db_name": "sales_copy"}]});
+    let dry: Value = echo
+        .send(
+            Method::POST,
+            "/api/echo/v1/echo_dbs/__validate",
+            clash.clone(),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(dry["valid"], false);
+    assert_eq!(dry["issues"][0]["issue_type"], "DB_NAME_IS_IN_USE");
+    assert_eq!(
+        dry["issues"][0]["description"],
+        "host_id='dev-01'. db names already in use: sales_copy"
+    );
+    let refused = echo
+        .send(Method::POST, "/api/echo/v1/echo_dbs", clash)
+        .await;
+    assert_eq!(refused.status(), 409);
+    assert_eq!(error_body(refused).await["code"], "DB_NAME_IS_IN_USE");
+
+    // 6. A snapshot in use cannot be deleted.
+    let in_use = echo
+        .send(
+            Method::DELETE,
+            &format!("/flex/api/v1/db_snapshots/{snap_a}"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(in_use.status(), 409);
+    assert_eq!(error_body(in_use).await["code"], "SNAPSHOT_IN_USE");
+    let dry: Value = echo
+        .send(
+            Method::DELETE,
+            &format!("/api/echo/v1/db_snapshots/{snap_a}/__validate"),
+            json!({}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(dry["issues"][0]["issue_type"], "SNAPSHOT_IN_USE");
+
+    // 7. Refresh sales_copy from a newer snapshot: same name, new clones, old ones gone.
+    let task = echo
+        .run(Method::POST, "/api/echo/v1/db_snapshots", json!({"source_host_id": "src-01", "database_ids": ["5"], "consistency_level": "crash"}), 200)
+        .await;
+    let snap_c = task["result"]["db_snapshot"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let record = echo
+        .server
+        .db
+        .store()
+        .await
+        .get_echo_db("dev-01", &sales_copy_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let old_clones: Vec<u64> = serde_json::from_str::<Vec<Value>>(&record.volumes)
+        .unwrap()
+        .iter()
+        .map(|v| v["volume_id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(old_clones.len(), 2);
+    let task = echo
+        .run(
+            Method::POST,
+            "/api/echo/v1/hosts/dev-01/databases/_refresh",
+            json!({"snapshot_id": snap_c, "db_names": ["sales_copy"]}),
+            200,
+        )
+        .await;
+    assert_eq!(task["state"], "completed", "{task}");
+    assert_eq!(task["command_type"], "ReplaceDBCommand");
+    let refreshed_id = task["result"]["cloned_dbs"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(refreshed_id, sales_copy_id);
+    assert_eq!(echo.dest_databases("dev-01").await, ["sales_copy"]);
+    let array = echo.array();
+    assert!(
+        old_clones.iter().all(|id| !array.volumes.contains_key(id)),
+        "old clones deleted"
+    );
+    echo.assert_ledger_matches_array().await;
+
+    // 8. Delete the echo DBs (seed path and current path): 202, then completed.
+    let task = echo
+        .run(
+            Method::DELETE,
+            "/flex/api/v1/ocie/clone",
+            json!({"host_id": "dev-01", "database_id": refreshed_id}),
+            202,
+        )
+        .await;
+    assert_eq!(task["state"], "completed", "{task}");
+    let task = echo
+        .run(
+            Method::DELETE,
+            "/api/echo/v1/echo_dbs",
+            json!({"host_id": "dev-02", "database_id": hr_copy_id}),
+            202,
+        )
+        .await;
+    assert_eq!(task["state"], "completed", "{task}");
+    assert!(echo.dest_databases("dev-01").await.is_empty());
+    assert!(echo.dest_databases("dev-02").await.is_empty());
+
+    // 9. Delete the snapshots: synchronously on the seed path, as tasks on the current one.
+    let deleted = echo
+        .send(
+            Method::DELETE,
+            &format!("/flex/api/v1/db_snapshots/{snap_a}"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(deleted.status(), 204);
+    let gone = echo
+        .send(
+            Method::DELETE,
+            &format!("/flex/api/v1/db_snapshots/{snap_a}"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(gone.status(), 404);
+    for snap in [&snap_b, &snap_c] {
+        let task = echo
+            .run(
+                Method::DELETE,
+                &format!("/api/echo/v1/db_snapshots/{snap}"),
+                json!({}),
+                200,
+            )
+            .await;
+        assert_eq!(task["state"], "completed", "{task}");
+        assert_eq!(task["command_type"], "DeleteDBSnapshotCommand");
+    }
+    let listed: Value = echo
+        .server
+        .get("/api/echo/v1/db_snapshots")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed, json!([]));
+    echo.assert_nothing_left().await;
+}
+
+async fn requests_that_cannot_succeed_fail_fast(backend: Backend) {
+    let echo = Echo::start(backend, Options::default()).await;
+    let cases = [
+        (
+            "/flex/api/v1/db_snapshots",
+            json!({"source_host_id": "ghost", "database_ids": ["5"]}),
+            404,
+            "HOST_NOT_FOUND",
+        ),
+        (
+            "/flex/api/v1/db_snapshots",
+            json!({"source_host_id": "src-01", "database_ids": ["99"]}),
+            404,
+            "DB_NOT_FOUND",
+        ),
+        (
+            "/api/echo/v1/db_snapshots",
+            json!({"source_host_id": "src-01", "database_ids": ["5"], "name_prefix": "X"}),
+            400,
+            "INVALID_NAME_PREFIX",
+        ),
+        (
+            "/api/echo/v1/db_snapshots",
+            json!({"source_host_id": "src-01", "database_ids": ["5"], "consistency_level": "maybe"}),
+            400,
+            "INVALID_CONSISTENCY_LEVEL",
+        ),
+        (
+            "/api/echo/v1/db_snapshots/nope/echo_db",
+            json!({"destinations": [{"host_id": "dev-01", "db_name": "x"}]}),
+            404,
+            "SNAPSHOT_NOT_FOUND",
+        ),
+        (
+            "/api/echo/v1/echo_dbs",
+            json!({"source_host_id": "src-01", "destinations": [{"host_id": "dev-09", "db_id": "5", "db_name": "x"}]}),
+            404,
+            "HOST_NOT_FOUND",
+        ),
+        (
+            "/api/echo/v1/echo_dbs",
+            json!({"source_host_id": "src-01", "destinations": [{"host_id": "dev-01", "db_id": "5", "db_name": "x"}], "target_state": "asleep"}),
+            400,
+            "INVALID_TARGET_STATE",
+        ),
+        (
+            "/api/echo/v1/echo_dbs",
+            json!({"source_host_id": "src-01", "destinations": [{"host_id": "dev-01", "db_id": "5", "db_name": "a"}, {"host_id": "dev-01", "db_id": "6", "db_name": "A"}]}),
+            409,
+            "DB_NAME_IS_IN_USE",
+        ),
+        (
+            "/api/echo/v1/hosts/dev-01/databases/_refresh",
+            json!({"snapshot_id": "nope", "db_names": ["x"]}),
+            404,
+            "SNAPSHOT_NOT_FOUND",
+        ),
+    ];
+    for (path, body, status, code) in cases {
+        let response = echo.send(Method::POST, path, body.clone()).await;
+        assert_eq!(response.status(), status, "{path} {body}");
+        assert_eq!(error_body(response).await["code"], code, "{path} {body}");
+    }
+    let missing_field = echo
+        .send(
+            Method::POST,
+            "/api/echo/v1/echo_dbs",
+            json!({"destinations": []}),
+        )
+        .await;
+    assert_eq!(missing_field.status(), 400);
+    assert!(
+        error_body(missing_field).await["message"]
+            .as_str()
+            .unwrap()
+            .contains("source_host_id")
+    );
+    let delete_unknown = echo
+        .send(
+            Method::DELETE,
+            "/api/echo/v1/echo_dbs",
+            json!({"host_id": "dev-01", "database_id": "77"}),
+        )
+        .await;
+    assert_eq!(delete_unknown.status(), 404);
+    assert_eq!(
+        error_body(delete_unknown).await["code"],
+        "ECHO_DB_NOT_FOUND"
+    );
+    let dry: Value = echo
+        .send(
+            Method::POST,
+            "/api/echo/v1/db_snapshots/__validate",
+            json!({"source_host_id": "src-01", "database_ids": ["5"]}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(dry, json!({"valid": true, "issues": []}));
+    let tasks: Value = echo
+        .server
+        .get("/api/echo/v1/tasks")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(tasks, json!([]), "no task was created by a refused request");
+}
+
+async fn an_sdp_refusal_mid_clone_is_undone_completely(backend: Backend) {
+    let echo = Echo::start(backend, Options::default()).await;
+    echo.sdp.add_fault(FaultRule {
+        id: 0,
+        method: Some("POST".into()),
+        collection: Some("volumes".into()),
+        action: FaultAction::Error,
+        status: Some(400),
+        error_code: Some("MC_ERR_QUOTA".into()),
+        error_msg: Some("volume group quota exceeded".into()),
+        retry_after_secs: None,
+        delay_ms: None,
+        times: Some(1),
+        rate: None,
+    });
+    let task = echo
+        .run(
+            Method::POST,
+            "/api/echo/v1/echo_dbs",
+            json!({"source_host_id": "src-01", "destinations": [{"host_id": "dev-01", "db_id": "5", "db_name": "sales_copy"}]}),
+            200,
+        )
+        .await;
+    assert_eq!(task["state"], "failed");
+    assert!(
+        task["error"].as_str().unwrap().contains("quota exceeded"),
+        "{task}"
+    );
+    echo.assert_nothing_left().await;
+    let snapshots: Value = echo
+        .server
+        .get("/api/echo/v1/db_snapshots")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        snapshots,
+        json!([]),
+        "the snapshot made for the clone was undone too"
+    );
+}
+
+async fn transient_sdp_errors_are_retried(backend: Backend) {
+    let echo = Echo::start(backend, Options::default()).await;
+    for collection in ["snapshots", "mappings"] {
+        echo.sdp.add_fault(FaultRule {
+            id: 0,
+            method: Some("POST".into()),
+            collection: Some(collection.into()),
+            action: FaultAction::Error,
+            status: Some(503),
+            error_code: None,
+            error_msg: None,
+            retry_after_secs: None,
+            delay_ms: None,
+            times: Some(2),
+            rate: None,
+        });
+    }
+    // And a 502 after a thin clone was made: looked up, not made twice.
+    echo.sdp.add_fault(FaultRule {
+        id: 0,
+        method: Some("POST".into()),
+        collection: Some("volumes".into()),
+        action: FaultAction::AfterWrite,
+        status: None,
+        error_code: None,
+        error_msg: None,
+        retry_after_secs: None,
+        delay_ms: None,
+        times: Some(1),
+        rate: None,
+    });
+    let task = echo
+        .run(
+            Method::POST,
+            "/api/echo/v1/echo_dbs",
+            json!({"source_host_id": "src-01", "destinations": [{"host_id": "dev-01", "db_id": "5", "db_name": "sales_copy"}]}),
+            200,
+        )
+        .await;
+    assert_eq!(task["state"], "completed", "{task}");
+    let array = echo.array();
+    assert_eq!(
+        array.volumes.values().filter(|v| v.is_thin_clone).count(),
+        2,
+        "no duplicate clone"
+    );
+    assert_eq!(array.snapshots.len(), 1);
+    echo.assert_ledger_matches_array().await;
+}
+
+async fn an_expired_freeze_window_fails_the_snapshot(backend: Backend) {
+    let echo = Echo::start(
+        backend,
+        Options {
+            freeze_window: Duration::from_millis(300),
+            ..Default::default()
+        },
+    )
+    .await;
+    let listener = &echo.sdp;
+    let (status, _) = {
+        let response = reqwest::Client::new()
+            .put(format!("{}/emulator/latency", listener.url))
+            .basic_auth("admin", Some("admin"))
+            .body(r#"{"ms": 200}"#)
+            .send()
+            .await
+            .unwrap();
+        (response.status(), ())
+    };
+    assert_eq!(status, 204);
+    let task = echo
+        .run(
+            Method::POST,
+            "/api/echo/v1/db_snapshots",
+            json!({"source_host_id": "src-01", "database_ids": ["5", "6"]}),
+            200,
+        )
+        .await;
+    assert_eq!(task["state"], "failed", "{task}");
+    assert!(
+        task["error"].as_str().unwrap().contains("freeze window"),
+        "{task}"
+    );
+    echo.assert_nothing_left().await;
+}
+
+async fn an_aborted_clone_ends_aborted_with_nothing_left(backend: Backend) {
+    let echo = Echo::start(
+        backend,
+        Options {
+            dest_reply_delay: Duration::from_millis(700),
+            ..Default::default()
+        },
+    )
+    .await;
+    let response = echo
+        .send(
+            Method::POST,
+            "/api/echo/v1/echo_dbs",
+            json!({"source_host_id": "src-01", "destinations": [{"host_id": "dev-01", "db_id": "5", "db_name": "sales_copy"}]}),
+        )
+        .await;
+    let task: Value = response.json().await.unwrap();
+    let request_id = task["request_id"].as_str().unwrap();
+    // Wait until clones exist, then abort.
+    for _ in 0..200 {
+        if echo.array().volumes.values().any(|v| v.is_thin_clone) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let abort = echo
+        .send(
+            Method::POST,
+            &format!("/api/echo/v1/tasks/{request_id}/abort"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(abort.status(), 202);
+    let done = echo.wait(&task).await;
+    assert_eq!(done["state"], "aborted", "{done}");
+    echo.assert_nothing_left().await;
+    assert!(echo.dest_databases("dev-01").await.is_empty());
+    let again = echo
+        .send(
+            Method::POST,
+            &format!("/api/echo/v1/tasks/{request_id}/abort"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(again.status(), 409);
+}
+
+crate::on_both_backends!(
+    the_whole_lifecycle_leaves_nothing_behind,
+    requests_that_cannot_succeed_fail_fast,
+    an_sdp_refusal_mid_clone_is_undone_completely,
+    transient_sdp_errors_are_retried,
+    an_expired_freeze_window_fails_the_snapshot,
+    an_aborted_clone_ends_aborted_with_nothing_left,
+);
