@@ -28,6 +28,9 @@ pub struct Config {
     pub sdp: Option<SdpConfig>,
     /// How tasks are run.
     pub executor: ExecutorConfig,
+    /// When set, `/readyz` also waits for this to turn true (the demo sets it once its
+    /// emulated hosts are connected).
+    pub ready_gate: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 #[derive(Clone, Debug)]
@@ -50,6 +53,7 @@ impl Config {
             agent_heartbeat: Duration::from_secs(10),
             sdp: None,
             executor: ExecutorConfig::default(),
+            ready_gate: None,
         }
     }
 }
@@ -190,6 +194,7 @@ impl ServeArgs {
                 freeze_window: Duration::from_millis(self.freeze_window_ms.max(100)),
                 ..ExecutorConfig::default()
             },
+            ready_gate: None,
         }
     }
 }

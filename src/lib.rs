@@ -9,6 +9,7 @@ pub mod agents;
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod demo;
 pub mod emulators;
 pub mod executor;
 pub mod sdp;

@@ -25,6 +25,33 @@ enum Command {
     SdpEmulator(SdpEmulatorArgs),
     /// Run an emulated database host (SQL Server + agent) connected to Flex.
     AgentEmulator(AgentEmulatorArgs),
+    /// Run Flex, an SDP emulator and three emulated hosts in one process.
+    Demo(DemoArgs),
+}
+
+#[derive(clap::Args)]
+struct DemoArgs {
+    /// Address Flex listens on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: std::net::SocketAddr,
+    /// Address the SDP emulator listens on.
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    sdp_listen: std::net::SocketAddr,
+    /// Serve HTTPS with a self-signed certificate generated at start.
+    #[arg(long)]
+    tls: bool,
+    /// SDP emulator user.
+    #[arg(long, default_value = "admin")]
+    sdp_user: String,
+    /// SDP emulator password.
+    #[arg(long, default_value = "admin")]
+    sdp_password: String,
+    /// Folder for the demo's SQLite file and certificate (default: a fresh temporary folder).
+    #[arg(long)]
+    data_dir: Option<std::path::PathBuf>,
+    /// Admin token to use instead of a generated one.
+    #[arg(long, env = "FLEX_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -134,6 +161,18 @@ async fn main() -> ExitCode {
         Command::Migrate(args) => migrate(&args.database_url).await,
         Command::SdpEmulator(args) => sdp_emulator(args).await,
         Command::AgentEmulator(args) => agent_emulator(args).await,
+        Command::Demo(args) => {
+            let options = flex::demo::DemoOptions {
+                listen: args.listen,
+                sdp_listen: args.sdp_listen,
+                tls: args.tls,
+                sdp_user: args.sdp_user,
+                sdp_password: args.sdp_password,
+                data_dir: args.data_dir,
+                admin_token: args.admin_token.filter(|t| !t.is_empty()),
+            };
+            flex::demo::run(options, shutdown_signal()).await
+        }
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -23,6 +23,11 @@ async fn healthz() -> Json<serde_json::Value> {
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
+    if let Some(gate) = &state.config.ready_gate
+        && !gate.load(std::sync::atomic::Ordering::SeqCst)
+    {
+        return not_ready("still starting up");
+    }
     match state.store.is_ready().await {
         Ok(true) => {
             Json(json!({"status": "ready", "database": state.store.backend_name()})).into_response()

@@ -130,3 +130,102 @@ async fn the_binary_migrates_prints_its_first_admin_token_once_and_stops_on_sigt
     let admin = flex::auth::authenticate(&store, &token).await.unwrap();
     assert_eq!(admin.unwrap().kind, flex::store::TokenKind::Admin);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_serves_https_with_connected_hosts_and_clones_end_to_end() {
+    crate::common::init_tracing();
+    let (port, sdp_port) = (free_port(), free_port());
+    let mut child = flex_binary()
+        .args(["demo", "--tls", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--sdp-listen", &format!("127.0.0.1:{sdp_port}")])
+        .env_remove("FLEX_ADMIN_TOKEN")
+        .env("FLEX_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("https://127.0.0.1:{port}");
+    let http = reqwest::Client::builder()
+        .tls_danger_accept_invalid_certs(true)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let mut ready = false;
+    for _ in 0..400 {
+        if let Ok(r) = http.get(format!("{base}/readyz")).send().await
+            && r.status() == 200
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stdout = child.stdout.take().unwrap();
+    let token = tokio::task::spawn_blocking(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .find_map(|line| line.strip_prefix("Admin token: ").map(str::to_owned))
+    })
+    .await
+    .unwrap();
+    let stop = |mut child: std::process::Child| {
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let _ = child.wait();
+    };
+    if !ready {
+        stop(child);
+        panic!("the demo never became ready");
+    }
+    let token = token.expect("the demo prints its admin token");
+
+    // Ready means: the three hosts are registered and connected, the source with 2 databases.
+    let topology: serde_json::Value = http
+        .get(format!("{base}/api/echo/v1/topology"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let hosts = topology.as_array().unwrap();
+    assert_eq!(hosts.len(), 3);
+    assert!(hosts.iter().all(|h| h["host"]["is_connected"] == true));
+    let source = hosts.iter().find(|h| h["host"]["id"] == "src-01").unwrap();
+    assert_eq!(source["databases"].as_array().unwrap().len(), 2);
+
+    // The printed clone command's request, then poll its location.
+    let task: serde_json::Value = http
+        .post(format!("{base}/api/echo/v1/echo_dbs"))
+        .bearer_auth(&token)
+        .body(r#"{"source_host_id":"src-01","destinations":[{"host_id":"dev-01","db_id":"5","db_name":"sales_copy"}]}"#)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let location = format!("{base}{}", task["location"].as_str().unwrap());
+    let mut state = String::new();
+    for _ in 0..200 {
+        let now: serde_json::Value = http
+            .get(&location)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        state = now["state"].as_str().unwrap().to_owned();
+        if state != "running" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop(child);
+    assert_eq!(state, "completed");
+}
