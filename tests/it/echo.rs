@@ -76,6 +76,8 @@ pub fn server_config(config: &mut flex::Config, sdp_url: &str, options: &Options
     config.executor.poll = Duration::from_millis(200);
     config.executor.freeze_window = options.freeze_window;
     config.executor.lease = options.lease;
+    config.admin_user = Some("admin".into());
+    config.admin_password = Some("pw".into());
 }
 
 impl Echo {

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use crate::{
     common::{ADMIN_TOKEN, Backend, TestServer},
+    echo::{Echo, Options},
     store::{database, task},
 };
 
@@ -209,15 +210,13 @@ const TASK_FAMILIES: [&str; 3] = ["/flex/api/v1/ocie", "/api/echo/v1", "/api/oci
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_matches_openapi_yaml() {
-    let server = TestServer::start_with(Backend::Postgres, |config| {
-        config.admin_user = Some("admin".into());
-        config.admin_password = Some("pw".into());
-    })
-    .await;
+    // The full rig (SDP emulator, connected hosts) so that Echo operations can succeed too.
+    let echo = Echo::start(Backend::Postgres, Options::default()).await;
+    let server = &echo.server;
     let store = server.db.store().await;
     let mut c = Checker {
         spec: Spec::load(),
-        server: &server,
+        server,
         covered: HashSet::new(),
     };
     let (get, put, post, delete) = (Method::GET, Method::PUT, Method::POST, Method::DELETE);
@@ -227,6 +226,12 @@ async fn the_server_matches_openapi_yaml() {
     c.check(&get, "/readyz", c.request(&get, "/readyz", None))
         .await;
 
+    // No hosts at all is a 204: only a server without the rig's hosts can show it.
+    let empty = TestServer::start(Backend::Sqlite).await;
+    for family in HOST_FAMILIES {
+        let list = format!("{family}/hosts");
+        c.check(&get, &list, empty.admin(get.clone(), &list)).await;
+    }
     for family in HOST_FAMILIES {
         let list = format!("{family}/hosts");
         let one = format!("{family}/hosts/{{host_id}}");
@@ -276,7 +281,11 @@ async fn the_server_matches_openapi_yaml() {
         .await;
     for path in ["/api/ocie/v1/topology", "/api/echo/v1/topology"] {
         let body = c.check(&get, path, c.admin(&get, path)).await;
-        assert_eq!(body.as_array().unwrap().len(), 2);
+        assert_eq!(
+            body.as_array().unwrap().len(),
+            5,
+            "3 rig hosts, busy01, host01"
+        );
     }
 
     let mut done = task("t1", "completed", "CreateDBSnapshotCommand", "ref");
@@ -357,6 +366,8 @@ async fn the_server_matches_openapi_yaml() {
         .await;
     c.check(&get, agent, c.request(&get, agent, None)).await;
 
+    echo_operations(&mut c, &echo).await;
+
     // Every protected operation: without a token, and with a host agent's token.
     let documented = c.spec.documented();
     for (template, method, status) in &documented {
@@ -403,4 +414,418 @@ async fn the_server_matches_openapi_yaml() {
         missing.is_empty(),
         "documented but never exercised: {missing:#?}"
     );
+}
+
+/// Sends a request with a JSON body through the checker.
+async fn send(
+    c: &mut Checker<'_>,
+    method: &Method,
+    template: &str,
+    path: &str,
+    body: Value,
+) -> Value {
+    let request = c.admin(method, path).json(&body);
+    c.check(method, template, request).await
+}
+
+/// Sends a task-creating request through the checker and waits for the task to end.
+async fn run(
+    c: &mut Checker<'_>,
+    echo: &Echo,
+    method: &Method,
+    template: &str,
+    path: &str,
+    body: Value,
+) -> Value {
+    let task = send(c, method, template, path, body).await;
+    assert_eq!(task["state"], "running", "{method} {path}: {task}");
+    let done = echo.wait(&task).await;
+    assert_eq!(done["state"], "completed", "{method} {path}: {done}");
+    done
+}
+
+fn dest(host: &str, db: &str, name: &str) -> Value {
+    json!({"host_id": host, "db_id": db, "db_name": name})
+}
+
+/// Every Echo operation, each documented status.
+async fn echo_operations(c: &mut Checker<'_>, echo: &Echo) {
+    let (get, post, delete) = (Method::GET, Method::POST, Method::DELETE);
+    let bad_json =
+        |c: &Checker<'_>, method: &Method, path: &str| c.admin(method, path).body("{oops");
+
+    // Snapshots on all three families; 400, 404 and 409 on each.
+    let mut snapshots = Vec::new();
+    for (template, db, level) in [
+        ("/flex/api/v1/db_snapshots", "5", "application"),
+        ("/api/echo/v1/db_snapshots", "6", "crash"),
+        ("/api/ocie/v1/db_snapshots", "5", "crash"),
+    ] {
+        let done = run(
+            c,
+            echo,
+            &post,
+            template,
+            template,
+            json!({"source_host_id": "src-01", "database_ids": [db], "consistency_level": level}),
+        )
+        .await;
+        snapshots.push(
+            done["result"]["db_snapshot"]["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+        send(
+            c,
+            &post,
+            template,
+            template,
+            json!({"source_host_id": "src-01", "database_ids": ["5"], "name_prefix": "X"}),
+        )
+        .await;
+        send(
+            c,
+            &post,
+            template,
+            template,
+            json!({"source_host_id": "ghost", "database_ids": ["5"]}),
+        )
+        .await;
+        send(
+            c,
+            &post,
+            template,
+            template,
+            json!({"source_host_id": "host01", "database_ids": ["5"]}),
+        )
+        .await;
+    }
+    let (snap_a, snap_b, snap_c) = (
+        snapshots[0].clone(),
+        snapshots[1].clone(),
+        snapshots[2].clone(),
+    );
+    for template in ["/api/echo/v1/db_snapshots", "/api/ocie/v1/db_snapshots"] {
+        let listed = c.check(&get, template, c.admin(&get, template)).await;
+        assert!(listed.as_array().unwrap().len() >= 3);
+    }
+    let check = "/api/echo/v1/db_snapshots/__validate";
+    send(
+        c,
+        &post,
+        check,
+        check,
+        json!({"source_host_id": "src-01", "database_ids": ["5"]}),
+    )
+    .await;
+    let request = bad_json(c, &post, check);
+    c.check(&post, check, request).await;
+
+    // Snapshot + clone on all three families.
+    let mut clones = Vec::new();
+    for (template, host, db, name) in [
+        ("/flex/api/v1/ocie/clone", "dev-01", "5", "c1"),
+        ("/api/echo/v1/echo_dbs", "dev-02", "6", "c2"),
+        ("/api/ocie/v1/clone", "dev-01", "6", "c3"),
+    ] {
+        let done = run(
+            c,
+            echo,
+            &post,
+            template,
+            template,
+            json!({"source_host_id": "src-01", "destinations": [dest(host, db, name)]}),
+        )
+        .await;
+        clones.push(done);
+        send(
+            c,
+            &post,
+            template,
+            template,
+            json!({"source_host_id": "src-01"}),
+        )
+        .await;
+        send(
+            c,
+            &post,
+            template,
+            template,
+            json!({"source_host_id": "src-01", "destinations": [dest("dev-09", "5", "x")]}),
+        )
+        .await;
+        send(
+            c,
+            &post,
+            template,
+            template,
+            json!({"source_host_id": "src-01", "destinations": [dest("dev-01", "5", "c1")]}),
+        )
+        .await;
+    }
+    let check = "/api/echo/v1/echo_dbs/__validate";
+    send(
+        c,
+        &post,
+        check,
+        check,
+        json!({"source_host_id": "src-01", "destinations": [dest("dev-01", "5", "c1")]}),
+    )
+    .await;
+    let request = bad_json(c, &post, check);
+    c.check(&post, check, request).await;
+
+    // Clone from an existing snapshot: seed POST and GET, current, legacy.
+    let import = |template: &'static str| (template, template.replace("{id}", &snap_a));
+    let mut name = 0;
+    for (template, path, method) in [
+        (
+            import("/flex/api/v1/db_snapshots/{id}/clone").0,
+            import("/flex/api/v1/db_snapshots/{id}/clone").1,
+            &post,
+        ),
+        (
+            import("/flex/api/v1/db_snapshots/{id}/clone").0,
+            import("/flex/api/v1/db_snapshots/{id}/clone").1,
+            &get,
+        ),
+        (
+            import("/api/echo/v1/db_snapshots/{id}/echo_db").0,
+            import("/api/echo/v1/db_snapshots/{id}/echo_db").1,
+            &post,
+        ),
+        (
+            import("/api/ocie/v1/db_snapshots/{id}/clone").0,
+            import("/api/ocie/v1/db_snapshots/{id}/clone").1,
+            &post,
+        ),
+    ] {
+        name += 1;
+        run(
+            c,
+            echo,
+            method,
+            template,
+            &path,
+            json!({"destinations": [{"host_id": "dev-02", "db_name": format!("i{name}")}]}),
+        )
+        .await;
+        send(c, method, template, &path, json!({"destinations": [{"host_id": "dev-02", "db_name": "z"}], "target_state": "asleep"})).await;
+        let unknown = template.replace("{id}", "nope");
+        send(
+            c,
+            method,
+            template,
+            &unknown,
+            json!({"destinations": [{"host_id": "dev-02", "db_name": "z"}]}),
+        )
+        .await;
+        send(
+            c,
+            method,
+            template,
+            &path,
+            json!({"destinations": [{"host_id": "dev-02", "db_name": "i1"}]}),
+        )
+        .await;
+    }
+    let check = "/api/echo/v1/db_snapshots/{id}/echo_db/__validate";
+    let path = check.replace("{id}", &snap_a);
+    send(
+        c,
+        &post,
+        check,
+        &path,
+        json!({"destinations": [{"host_id": "dev-02", "db_name": "i1"}]}),
+    )
+    .await;
+    let request = bad_json(c, &post, &path);
+    c.check(&post, check, request).await;
+
+    // Refresh and its alias: c1 and c3 on dev-01 get the newer snapshot.
+    for (verb, echo_db) in [("_refresh", "c1"), ("_replace", "c3")] {
+        let template = format!("/api/echo/v1/hosts/{{host_id}}/databases/{verb}");
+        let path = template.replace("{host_id}", "dev-01");
+        let newer = if echo_db == "c1" { &snap_c } else { &snap_b };
+        run(
+            c,
+            echo,
+            &post,
+            &template,
+            &path,
+            json!({"snapshot_id": newer, "db_names": [echo_db]}),
+        )
+        .await;
+        send(
+            c,
+            &post,
+            &template,
+            &path,
+            json!({"snapshot_id": newer, "db_names": [echo_db], "target_state": "asleep"}),
+        )
+        .await;
+        send(
+            c,
+            &post,
+            &template,
+            &path,
+            json!({"snapshot_id": "nope", "db_names": [echo_db]}),
+        )
+        .await;
+        let offline = template.replace("{host_id}", "host01");
+        send(
+            c,
+            &post,
+            &template,
+            &offline,
+            json!({"snapshot_id": newer, "db_names": ["x"]}),
+        )
+        .await;
+        let check = format!("{template}/__validate");
+        let check_path = format!("{path}/__validate");
+        send(
+            c,
+            &post,
+            &check,
+            &check_path,
+            json!({"snapshot_id": newer, "db_names": [echo_db]}),
+        )
+        .await;
+        let request = bad_json(c, &post, &check_path);
+        c.check(&post, &check, request).await;
+    }
+
+    // Delete echo DBs on all three families.
+    for (template, host, name) in [
+        ("/flex/api/v1/ocie/clone", "dev-01", "c1"),
+        ("/api/echo/v1/echo_dbs", "dev-02", "c2"),
+        ("/api/ocie/v1/clone", "dev-01", "c3"),
+    ] {
+        let id = echo_db_id(echo, host, name).await;
+        let check = "/api/echo/v1/echo_dbs/__validate";
+        send(
+            c,
+            &delete,
+            check,
+            check,
+            json!({"host_id": host, "database_id": id}),
+        )
+        .await;
+        let task = send(
+            c,
+            &delete,
+            template,
+            template,
+            json!({"host_id": host, "database_id": id}),
+        )
+        .await;
+        assert_eq!(echo.wait(&task).await["state"], "completed");
+        send(c, &delete, template, template, json!({"host_id": host})).await;
+        send(
+            c,
+            &delete,
+            template,
+            template,
+            json!({"host_id": host, "database_id": "777"}),
+        )
+        .await;
+        send(
+            c,
+            &delete,
+            template,
+            template,
+            json!({"host_id": "host01", "database_id": "777"}),
+        )
+        .await;
+    }
+    let check = "/api/echo/v1/echo_dbs/__validate";
+    let request = bad_json(c, &delete, check);
+    c.check(&delete, check, request).await;
+
+    // Delete snapshots: the seed path at once, the others as tasks; refused while in use.
+    let seed = "/flex/api/v1/db_snapshots/{id}";
+    let in_use = seed.replace("{id}", &snap_a);
+    c.check(&delete, seed, c.admin(&delete, &in_use)).await;
+    c.check(
+        &delete,
+        seed,
+        c.admin(&delete, &seed.replace("{id}", "nope")),
+    )
+    .await;
+    let unused = |n: usize| {
+        clones[n]["result"]["db_snapshot"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    c.check(
+        &delete,
+        seed,
+        c.admin(&delete, &seed.replace("{id}", &unused(0))),
+    )
+    .await;
+    for (template, n) in [
+        ("/api/echo/v1/db_snapshots/{id}", 1),
+        ("/api/ocie/v1/db_snapshots/{id}", 2),
+    ] {
+        let path = template.replace("{id}", &unused(n));
+        let task = c.check(&delete, template, c.admin(&delete, &path)).await;
+        assert_eq!(echo.wait(&task).await["state"], "completed");
+        c.check(
+            &delete,
+            template,
+            c.admin(&delete, &template.replace("{id}", "nope")),
+        )
+        .await;
+        c.check(
+            &delete,
+            template,
+            c.admin(&delete, &template.replace("{id}", &snap_a)),
+        )
+        .await;
+    }
+    let check = "/api/echo/v1/db_snapshots/{id}/__validate";
+    let verdict = c
+        .check(
+            &delete,
+            check,
+            c.admin(&delete, &check.replace("{id}", &snap_a)),
+        )
+        .await;
+    assert_eq!(verdict["valid"], false);
+    c.check(
+        &delete,
+        check,
+        c.admin(&delete, &check.replace("{id}", "nope")),
+    )
+    .await;
+
+    // Abort on all three families: a running task, a finished one, an unknown one.
+    let finished = clones[0]["request_id"].as_str().unwrap().to_owned();
+    for family in ["/flex/api/v1/ocie", "/api/echo/v1", "/api/ocie/v1"] {
+        let template = format!("{family}/tasks/{{request_id}}/abort");
+        for id in ["busy-task", finished.as_str(), "nope"] {
+            let path = template.replace("{request_id}", id);
+            c.check(&post, &template, c.admin(&post, &path)).await;
+        }
+    }
+}
+
+async fn echo_db_id(echo: &Echo, host: &str, name: &str) -> String {
+    let dbs: Value = echo
+        .server
+        .get(&format!("/api/v1/hosts/{host}/databases"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    dbs.as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == name)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
