@@ -192,6 +192,10 @@ impl ServeArgs {
                 lease: Duration::from_secs(self.task_lease_secs.max(3)),
                 task_deadline: Duration::from_secs(self.task_deadline_secs.max(1)),
                 freeze_window: Duration::from_millis(self.freeze_window_ms.max(100)),
+                crash_at: std::env::var("FLEX_CRASH_AT").ok().and_then(|spec| {
+                    spec.split_once(':')
+                        .map(|(step, point)| (step.to_owned(), point.to_owned()))
+                }),
                 ..ExecutorConfig::default()
             },
             ready_gate: None,

@@ -87,7 +87,7 @@ pub async fn run(
         &config.instance_id,
         config.executor.clone(),
     );
-    executor.start();
+    executor.start().await?;
     let tls = config.tls.clone();
     let state = api::AppState {
         agents: agents.clone(),

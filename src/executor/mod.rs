@@ -43,6 +43,10 @@ pub struct ExecutorConfig {
     pub retry_cap: Duration,
     /// How often idle workers look for tasks other replicas created or abandoned.
     pub poll: Duration,
+    /// Fault injection for the crash matrix: abort the process at `(step, point)`, where point
+    /// is `before_checkpoint` (the step's effects happened, its checkpoint did not) or
+    /// `after_checkpoint`. Set from `FLEX_CRASH_AT=step:point`; never in production.
+    pub crash_at: Option<(String, String)>,
 }
 
 impl Default for ExecutorConfig {
@@ -55,6 +59,7 @@ impl Default for ExecutorConfig {
             retry_base: Duration::from_millis(200),
             retry_cap: Duration::from_secs(10),
             poll: Duration::from_secs(1),
+            crash_at: None,
         }
     }
 }
@@ -123,7 +128,33 @@ impl Executor {
 
     /// Starts the workers; they resume whatever is unfinished, including tasks this process
     /// (or a dead replica) held before.
-    pub fn start(&self) {
+    pub async fn start(&self) -> Result<(), crate::store::StoreError> {
+        let released = self
+            .inner
+            .store
+            .release_leases_of(&self.inner.instance_id)
+            .await?;
+        if released > 0 {
+            tracing::info!(
+                released,
+                "resuming tasks this instance held before it stopped"
+            );
+        }
+        self.spawn_workers();
+        Ok(())
+    }
+
+    fn crash_if_asked(&self, step: &str, point: &str) {
+        if let Some((crash_step, crash_point)) = &self.inner.config.crash_at
+            && crash_step == step
+            && crash_point == point
+        {
+            eprintln!("FLEX_CRASH_AT reached: {step}:{point}; aborting");
+            std::process::abort();
+        }
+    }
+
+    fn spawn_workers(&self) {
         for worker in 0..self.inner.config.workers.max(1) {
             let executor = self.clone();
             tokio::spawn(async move { executor.work(worker).await });
@@ -266,6 +297,7 @@ impl Executor {
                         .await;
                 }
             }
+            self.crash_if_asked(step.name, "before_checkpoint");
             let entry = StepLogEntry {
                 name: step.name.to_owned(),
                 direction: "do".to_owned(),
@@ -286,7 +318,7 @@ impl Executor {
                 )
                 .await
             {
-                Ok(true) => {}
+                Ok(true) => self.crash_if_asked(step.name, "after_checkpoint"),
                 Ok(false) => return Outcome::Abandoned,
                 Err(err) => {
                     // The step's effects are recorded by its lookups; the next claim re-runs it.

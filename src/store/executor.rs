@@ -76,6 +76,21 @@ impl Store {
         }
     }
 
+    /// A restarted process frees the leases its previous incarnation held, so its unfinished
+    /// tasks resume at once instead of after the lease expires. Fencing still guards them.
+    pub async fn release_leases_of(&self, owner: &str) -> StoreResult<u64> {
+        in_write_tx!(self, |tx| {
+            let released = sqlx::query(
+                "UPDATE tasks SET lease_expires_ms = 0 WHERE lease_owner = $1 AND state = 'running'",
+            )
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            Ok(released)
+        })
+    }
+
     /// Extends a lease. False means the task was taken over (or ended): stop working on it.
     pub async fn extend_lease(
         &self,

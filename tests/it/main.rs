@@ -4,6 +4,7 @@
 mod agents;
 mod auth;
 mod common;
+mod crash;
 mod echo;
 mod errors;
 mod hosts;
