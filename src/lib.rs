@@ -12,6 +12,7 @@ pub mod config;
 pub mod demo;
 pub mod emulators;
 pub mod executor;
+pub mod metrics;
 pub mod sdp;
 pub mod store;
 pub mod workflows;
@@ -80,18 +81,21 @@ pub async fn run(
         config.agent_silence,
     );
     agents.start().await?;
+    let metrics = Arc::new(metrics::Metrics::default());
     let executor = executor::Executor::new(
         store.clone(),
         sdp.clone(),
         agents.clone(),
         &config.instance_id,
         config.executor.clone(),
+        metrics.clone(),
     );
     executor.start().await?;
     let tls = config.tls.clone();
     let state = api::AppState {
         agents: agents.clone(),
         executor: executor.clone(),
+        metrics,
         store: store.clone(),
         config: Arc::new(config),
         sdp,

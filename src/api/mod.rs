@@ -46,6 +46,7 @@ pub struct AppState {
     pub agents: AgentHub,
     /// Runs the tasks the API creates.
     pub executor: Executor,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Path prefixes under which the host routes are served: seed, current, legacy.

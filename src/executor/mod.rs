@@ -70,6 +70,7 @@ pub(crate) struct ExecInner {
     pub agents: AgentHub,
     pub instance_id: String,
     pub config: ExecutorConfig,
+    pub metrics: Arc<crate::metrics::Metrics>,
     wake: Notify,
     stop: watch::Sender<bool>,
 }
@@ -102,6 +103,7 @@ impl Executor {
         agents: AgentHub,
         instance_id: &str,
         config: ExecutorConfig,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> Executor {
         let (stop, _) = watch::channel(false);
         Executor {
@@ -111,6 +113,7 @@ impl Executor {
                 agents,
                 instance_id: instance_id.to_owned(),
                 config,
+                metrics,
                 wake: Notify::new(),
                 stop,
             }),
@@ -343,7 +346,10 @@ impl Executor {
             )
             .await
         {
-            Ok(true) => Outcome::Completed,
+            Ok(true) => {
+                self.inner.metrics.task_finished("completed");
+                Outcome::Completed
+            }
             _ => Outcome::Abandoned,
         }
     }
@@ -384,6 +390,7 @@ impl Executor {
                         return Err(format!("{name}: aborted by request"));
                     }
                     tracing::info!(step = name, attempts, %message, "transient failure; retrying");
+                    self.inner.metrics.step_retried();
                     let jitter = rand::random::<f64>() * 0.5 + 0.75;
                     tokio::time::sleep(delay.mul_f64(jitter)).await;
                     delay = (delay * 2).min(self.inner.config.retry_cap);
@@ -458,7 +465,10 @@ impl Executor {
             .finish_task(&ctx.request_id, ctx.epoch, final_state, &message, None)
             .await
         {
-            Ok(true) => Outcome::Undone(final_state),
+            Ok(true) => {
+                self.inner.metrics.task_finished(final_state);
+                Outcome::Undone(final_state)
+            }
             _ => Outcome::Abandoned,
         }
     }

@@ -122,6 +122,10 @@ impl Ctx {
             .ok_or_else(|| StepError::Permanent("no SDP is configured (--sdp-url)".into()))
     }
 
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.exec.metrics
+    }
+
     pub fn freeze_window(&self) -> Duration {
         self.exec.config.freeze_window
     }

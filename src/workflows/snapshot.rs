@@ -267,6 +267,7 @@ pub fn thaw(ctx: &mut Ctx) -> StepFuture<'_> {
             .as_u64()
             .unwrap_or_else(|| (now_ms() - frozen_at).max(0) as u64);
         ctx.detail.insert("frozen_ms".into(), json!(frozen_ms));
+        ctx.metrics().freeze_held(frozen_ms);
         ctx.save("frozen_ms", &frozen_ms);
         if reply["held"] != Value::Bool(true) {
             return Err(StepError::Permanent(format!(

@@ -55,7 +55,9 @@ fn source_databases() -> Vec<DatabaseSpec> {
 pub struct Options {
     pub freeze_window: Duration,
     pub dest_reply_delay: Duration,
+    pub dest_disconnect_after: Option<u64>,
     pub lease: Duration,
+    pub task_deadline: Duration,
 }
 
 impl Default for Options {
@@ -63,7 +65,9 @@ impl Default for Options {
         Options {
             freeze_window: Duration::from_secs(10),
             dest_reply_delay: Duration::ZERO,
+            dest_disconnect_after: None,
             lease: Duration::from_secs(30),
+            task_deadline: Duration::from_secs(3600),
         }
     }
 }
@@ -76,6 +80,7 @@ pub fn server_config(config: &mut flex::Config, sdp_url: &str, options: &Options
     config.executor.poll = Duration::from_millis(200);
     config.executor.freeze_window = options.freeze_window;
     config.executor.lease = options.lease;
+    config.executor.task_deadline = options.task_deadline;
     config.admin_user = Some("admin".into());
     config.admin_password = Some("pw".into());
 }
@@ -108,6 +113,8 @@ impl Echo {
             config.freeze_window = options.freeze_window;
             if host_id != "src-01" {
                 config.faults.reply_delay = options.dest_reply_delay;
+                config.faults.disconnect_after_commands = options.dest_disconnect_after;
+                config.reconnect_delay = Duration::from_millis(100);
             }
             echo.agents
                 .push(AgentEmulator::start(config).await.unwrap());
@@ -550,6 +557,26 @@ async fn the_whole_lifecycle_leaves_nothing_behind(backend: Backend) {
         .unwrap();
     assert_eq!(listed, json!([]));
     echo.assert_nothing_left().await;
+
+    // The one application-consistent snapshot's freeze shows in the metrics.
+    let metrics = echo
+        .server
+        .client
+        .get(echo.server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("flex_freeze_duration_ms_count 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("flex_tasks_finished_total{state=\"completed\"} 9"),
+        "{metrics}"
+    );
 }
 
 async fn requests_that_cannot_succeed_fail_fast(backend: Backend) {
@@ -839,7 +866,81 @@ async fn an_aborted_clone_ends_aborted_with_nothing_left(backend: Backend) {
     assert_eq!(again.status(), 409);
 }
 
+async fn a_destination_agent_that_drops_mid_task_does_not_break_the_clone(backend: Backend) {
+    let echo = Echo::start(
+        backend,
+        Options {
+            dest_disconnect_after: Some(2),
+            ..Default::default()
+        },
+    )
+    .await;
+    let task = echo
+        .run(
+            Method::POST,
+            "/api/echo/v1/echo_dbs",
+            json!({"source_host_id": "src-01", "destinations": [{"host_id": "dev-01", "db_id": "5", "db_name": "sales_copy"}]}),
+            200,
+        )
+        .await;
+    assert_eq!(task["state"], "completed", "{task}");
+    let stats = echo.agents[1].stats();
+    assert_eq!(
+        stats.connections, 2,
+        "the destination's agent dropped once and came back"
+    );
+    assert_eq!(
+        stats.commands_acted.get("attach"),
+        Some(&1),
+        "attached once"
+    );
+    assert_eq!(echo.dest_databases("dev-01").await, ["sales_copy"]);
+    echo.assert_ledger_matches_array().await;
+}
+
+async fn a_task_past_its_deadline_fails_and_compensates(backend: Backend) {
+    let echo = Echo::start(
+        backend,
+        Options {
+            task_deadline: Duration::from_secs(2),
+            ..Default::default()
+        },
+    )
+    .await;
+    // The array keeps refusing mappings as busy: retried until the deadline, then undone.
+    echo.sdp.add_fault(FaultRule {
+        id: 0,
+        method: Some("POST".into()),
+        collection: Some("mappings".into()),
+        action: FaultAction::Error,
+        status: Some(503),
+        error_code: None,
+        error_msg: None,
+        retry_after_secs: None,
+        delay_ms: None,
+        times: None,
+        rate: None,
+    });
+    let task = echo
+        .run(
+            Method::POST,
+            "/api/echo/v1/echo_dbs",
+            json!({"source_host_id": "src-01", "destinations": [{"host_id": "dev-01", "db_id": "5", "db_name": "sales_copy"}]}),
+            200,
+        )
+        .await;
+    assert_eq!(task["state"], "failed", "{task}");
+    assert!(
+        task["error"].as_str().unwrap().contains("deadline"),
+        "{task}"
+    );
+    echo.sdp.clear_faults();
+    echo.assert_nothing_left().await;
+}
+
 crate::on_both_backends!(
+    a_destination_agent_that_drops_mid_task_does_not_break_the_clone,
+    a_task_past_its_deadline_fails_and_compensates,
     the_whole_lifecycle_leaves_nothing_behind,
     requests_that_cannot_succeed_fail_fast,
     an_sdp_refusal_mid_clone_is_undone_completely,

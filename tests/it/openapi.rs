@@ -146,6 +146,14 @@ impl<'a> Checker<'a> {
                 );
                 Value::Null
             }
+            Some(content) if content.get("text/plain").is_some() => {
+                assert!(
+                    content_type.unwrap_or_default().starts_with("text/plain"),
+                    "{method} {template} {status} is not text"
+                );
+                assert!(!bytes.is_empty());
+                Value::String(String::from_utf8(bytes.to_vec()).unwrap())
+            }
             Some(content) => {
                 assert!(
                     content_type
@@ -224,6 +232,8 @@ async fn the_server_matches_openapi_yaml() {
     c.check(&get, "/healthz", c.request(&get, "/healthz", None))
         .await;
     c.check(&get, "/readyz", c.request(&get, "/readyz", None))
+        .await;
+    c.check(&get, "/metrics", c.request(&get, "/metrics", None))
         .await;
 
     // No hosts at all is a 204: only a server without the rig's hosts can show it.
