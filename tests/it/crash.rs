@@ -35,7 +35,7 @@ const CLONE_STEPS: [&str; 12] = [
     "record_echo_dbs",
 ];
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -43,7 +43,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-struct Flex(Child);
+pub struct Flex(pub Child);
 
 impl Drop for Flex {
     fn drop(&mut self) {
@@ -53,7 +53,19 @@ impl Drop for Flex {
 }
 
 fn spawn_flex(port: u16, database_url: &str, sdp_url: &str, crash_at: Option<&str>) -> Flex {
+    spawn_flex_with(port, database_url, sdp_url, crash_at, &[])
+}
+
+/// `flex serve` as its own process; `env` adds settings (instance id, lease, …).
+pub fn spawn_flex_with(
+    port: u16,
+    database_url: &str,
+    sdp_url: &str,
+    crash_at: Option<&str>,
+    env: &[(&str, &str)],
+) -> Flex {
     let mut command = Command::new(env!("CARGO_BIN_EXE_flex"));
+    command.envs(env.iter().copied());
     command
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .args(["--database-url", database_url])
@@ -72,7 +84,7 @@ fn spawn_flex(port: u16, database_url: &str, sdp_url: &str, crash_at: Option<&st
     Flex(command.spawn().unwrap())
 }
 
-async fn wait_ready(http: &reqwest::Client, base: &str) {
+pub async fn wait_ready(http: &reqwest::Client, base: &str) {
     for _ in 0..400 {
         if http
             .get(format!("{base}/readyz"))

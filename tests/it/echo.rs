@@ -938,6 +938,69 @@ async fn a_task_past_its_deadline_fails_and_compensates(backend: Backend) {
     echo.assert_nothing_left().await;
 }
 
+/// Two replicas on one Postgres database: tasks created on either complete, whichever replica
+/// runs them and whichever holds the agents' sockets (commands cross through the outbox). The
+/// second replica is a real process; when it dies holding a task (it aborts itself in the
+/// middle of a clone), the first takes the task over once the lease expires and finishes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_the_work_and_take_over_a_dead_ones_tasks() {
+    let options = Options {
+        lease: Duration::from_secs(2),
+        ..Default::default()
+    };
+    let echo = Echo::start(Backend::Postgres, options).await;
+    let port = crate::crash::free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let mut replica = crate::crash::spawn_flex_with(
+        port,
+        &echo.server.db.url,
+        &echo.sdp.url,
+        Some("clone_volumes:before_checkpoint"),
+        &[
+            ("FLEX_INSTANCE_ID", "ocie-1"),
+            ("FLEX_TASK_LEASE_SECS", "3"),
+        ],
+    );
+    crate::crash::wait_ready(&http, &base).await;
+
+    // Agents are connected to the first replica only; snapshots created on the second work.
+    let mut tasks = Vec::new();
+    for base_url in [&echo.server.base, &base, &echo.server.base, &base] {
+        let response = http
+            .post(format!("{base_url}/api/echo/v1/db_snapshots"))
+            .bearer_auth(crate::common::ADMIN_TOKEN)
+            .json(&json!({"source_host_id": "src-01", "database_ids": ["5"], "consistency_level": "crash"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        tasks.push(response.json::<Value>().await.unwrap());
+    }
+    for task in &tasks {
+        assert_eq!(echo.wait(task).await["state"], "completed", "{task}");
+    }
+
+    // A clone created on the second replica: it claims it at once and dies mid-way.
+    let response = http
+        .post(format!("{base}/api/echo/v1/echo_dbs"))
+        .bearer_auth(crate::common::ADMIN_TOKEN)
+        .json(&json!({"source_host_id": "src-01", "destinations": [{"host_id": "dev-02", "db_id": "6", "db_name": "survivor"}]}))
+        .send()
+        .await
+        .unwrap();
+    let task: Value = response.json().await.unwrap();
+    let done = echo.wait(&task).await;
+    assert_eq!(done["state"], "completed", "{done}");
+    let died = replica.0.try_wait().unwrap().is_some();
+    println!(
+        "the second replica {} the clone",
+        if died { "died in" } else { "did not claim" }
+    );
+    assert_eq!(echo.dest_databases("dev-02").await, ["survivor"]);
+    echo.assert_ledger_matches_array().await;
+}
+
 crate::on_both_backends!(
     a_destination_agent_that_drops_mid_task_does_not_break_the_clone,
     a_task_past_its_deadline_fails_and_compensates,
