@@ -294,9 +294,11 @@ impl Executor {
                 .await
             {
                 Ok(()) => {}
-                Err(message) => {
+                // The failed step may have done part of its work: its undo runs too (undos
+                // look up what exists, so undoing what never happened is harmless).
+                Err((state, message)) => {
                     return self
-                        .compensate(&mut ctx, &steps, index, "failed", &message, lost)
+                        .compensate(&mut ctx, &steps, index + 1, state, &message, lost)
                         .await;
                 }
             }
@@ -355,7 +357,7 @@ impl Executor {
     }
 
     /// Runs a step function, retrying transient failures with capped, jittered backoff until
-    /// the task's deadline or an abort. Returns the permanent failure's message.
+    /// the task's deadline or an abort. Returns the state the task should end in and why.
     async fn attempt(
         &self,
         ctx: &mut Ctx,
@@ -363,7 +365,7 @@ impl Executor {
         run: step::StepFn,
         deadline_ms: i64,
         lost: &AtomicBool,
-    ) -> Result<(), String> {
+    ) -> Result<(), (&'static str, String)> {
         let mut delay = self.inner.config.retry_base;
         let mut attempts = 0u32;
         loop {
@@ -372,14 +374,17 @@ impl Executor {
                 Ok(()) => return Ok(()),
                 Err(StepError::Permanent(message)) => {
                     tracing::warn!(step = name, %message, "step failed");
-                    return Err(format!("{name}: {message}"));
+                    return Err(("failed", format!("{name}: {message}")));
                 }
                 Err(StepError::Transient(message)) => {
                     if now_ms() >= deadline_ms {
-                        return Err(format!("{name}: the task's deadline passed ({message})"));
+                        return Err((
+                            "failed",
+                            format!("{name}: the task's deadline passed ({message})"),
+                        ));
                     }
                     if lost.load(Ordering::SeqCst) {
-                        return Err(format!("{name}: lease lost"));
+                        return Err(("failed", format!("{name}: lease lost")));
                     }
                     if ctx.phase_is_forward()
                         && matches!(
@@ -387,7 +392,7 @@ impl Executor {
                             Ok(true)
                         )
                     {
-                        return Err(format!("{name}: aborted by request"));
+                        return Err(("aborted", format!("{name}: aborted by request")));
                     }
                     tracing::info!(step = name, attempts, %message, "transient failure; retrying");
                     self.inner.metrics.step_retried();
@@ -425,7 +430,7 @@ impl Executor {
             }
             let started = now_ms();
             if let Some(undo) = step.undo
-                && let Err(message) = self
+                && let Err((_, message)) = self
                     .attempt(ctx, step.name, undo, undo_deadline, lost)
                     .await
             {

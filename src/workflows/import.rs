@@ -194,11 +194,37 @@ pub async fn release_sdp_host(ctx: &Ctx, sdp_host_id: u64) -> Result<(), StepErr
     Ok(())
 }
 
+/// Undo: remove the SDP host objects this import made, also one made just before a failure or
+/// crash (found by the destination's name or IQN), once nothing is mapped to them.
 pub fn release_sdp_hosts(ctx: &mut Ctx) -> StepFuture<'_> {
     Box::pin(async move {
-        let hosts: BTreeMap<String, SdpHostRef> = ctx.load_or_default("sdp_hosts");
-        for reference in hosts.values().filter(|r| r.created) {
-            release_sdp_host(ctx, reference.sdp_host_id).await?;
+        let plan = plan(ctx)?;
+        let sdp = ctx.sdp()?;
+        let mut candidates: Vec<u64> = ctx
+            .load_or_default::<BTreeMap<String, SdpHostRef>>("sdp_hosts")
+            .values()
+            .map(|r| r.sdp_host_id)
+            .collect();
+        for destination in &plan.destinations {
+            if let Some(host) = sdp.find_host(&destination.host_id).await? {
+                candidates.push(host.id);
+            }
+            let iqn = ctx
+                .store()
+                .get_host(&destination.host_id)
+                .await?
+                .map(|h| h.host_iqn)
+                .unwrap_or_default();
+            if !iqn.is_empty()
+                && let Some(host) = sdp.find_host_by_iqn(&iqn).await?
+            {
+                candidates.push(host.id);
+            }
+        }
+        candidates.sort_unstable();
+        candidates.dedup();
+        for sdp_host_id in candidates {
+            release_sdp_host(ctx, sdp_host_id).await?;
         }
         Ok(())
     })

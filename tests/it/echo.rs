@@ -938,6 +938,43 @@ async fn a_task_past_its_deadline_fails_and_compensates(backend: Backend) {
     echo.assert_nothing_left().await;
 }
 
+/// A permanent SDP refusal at each kind of object a clone creates: the task fails with the
+/// array's message and compensation leaves nothing behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sdp_refusal_at_each_create_is_undone() {
+    for collection in ["snapshots", "hosts", "host_iqns", "volumes", "mappings"] {
+        let echo = Echo::start(Backend::Sqlite, Options::default()).await;
+        echo.sdp.add_fault(FaultRule {
+            id: 0,
+            method: Some("POST".into()),
+            collection: Some(collection.into()),
+            action: FaultAction::Error,
+            status: Some(400),
+            error_code: Some("MC_ERR_REFUSED".into()),
+            error_msg: Some(format!("no more {collection} today")),
+            retry_after_secs: None,
+            delay_ms: None,
+            times: Some(1),
+            rate: None,
+        });
+        let task = echo
+            .run(
+                Method::POST,
+                "/api/echo/v1/echo_dbs",
+                json!({"source_host_id": "src-01", "destinations": [{"host_id": "dev-01", "db_id": "5", "db_name": "sales_copy"}]}),
+                200,
+            )
+            .await;
+        assert_eq!(task["state"], "failed", "{collection}: {task}");
+        assert!(
+            task["error"].as_str().unwrap().contains("today"),
+            "{collection}: {task}"
+        );
+        echo.assert_nothing_left().await;
+        assert!(echo.dest_databases("dev-01").await.is_empty());
+    }
+}
+
 /// Two replicas on one Postgres database: tasks created on either complete, whichever replica
 /// runs them and whichever holds the agents' sockets (commands cross through the outbox). The
 /// second replica is a real process; when it dies holding a task (it aborts itself in the
