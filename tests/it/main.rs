@@ -3,6 +3,7 @@
 
 mod agents;
 mod auth;
+mod bad_input;
 mod common;
 mod crash;
 mod echo;
