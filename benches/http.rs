@@ -1,0 +1,295 @@
+//! Read throughput and p99 of Flex's API against a minimal axum handler serving the same
+//! bytes from memory, measured in the same run on the same machine: the server (Flex or the
+//! baseline) pinned to CPU 0, the load generator to CPU 1.
+//!
+//! Run: `cargo bench --bench http` (options: `--seconds N`, `--connections N`).
+
+use std::{
+    process::{Child, Command, Stdio},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use flex::{
+    auth::{self, TokenSpec},
+    store::{DatabaseRecord, DbSnapshotRecord, NewHost, NewTask, Store, TaskRecord, TokenKind},
+};
+use serde_json::json;
+
+const ADMIN_TOKEN: &str = "bench-admin-token";
+const HOSTS: usize = 1000;
+const DATABASES_PER_HOST: usize = 10;
+const SNAPSHOTS_PER_HOST: usize = 10;
+const TASKS: usize = 1000;
+
+fn arg(name: &str, default: u64) -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Child_(Child);
+impl Drop for Child_ {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The baseline: this same binary, re-run as a minimal axum server that answers every GET
+/// with the bytes of the file it was given.
+fn baseline_server(port: u16, body_file: &str) {
+    let body = bytes::Bytes::from(std::fs::read(body_file).unwrap());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        let app = axum::Router::new().fallback(move || {
+            let body = body.clone();
+            async move {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    body,
+                )
+            }
+        });
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
+        axum::serve(listener, app).await.unwrap();
+    });
+}
+
+async fn seed(url: &str) -> String {
+    let store = Store::connect(url).await.unwrap();
+    store.migrate().await.unwrap();
+    let now = flex::store::now_ts();
+    for h in 0..HOSTS {
+        let host_id = format!("host{h:04}");
+        let token = auth::mint(TokenSpec {
+            kind: TokenKind::Host,
+            host_id: Some(&host_id),
+            app_name: "agent",
+            description: "",
+            ttl: None,
+        });
+        store
+            .insert_host(
+                &NewHost {
+                    host_id: host_id.clone(),
+                    db_vendor: "mssql".into(),
+                },
+                &token.record,
+            )
+            .await
+            .unwrap();
+        let databases: Vec<DatabaseRecord> = (0..DATABASES_PER_HOST)
+            .map(|d| DatabaseRecord {
+                host_id: host_id.clone(),
+                db_id: format!("{}", d + 5),
+                name: format!("db{d}"),
+                vendor: "mssql".into(),
+                status: "ONLINE".into(),
+                files: json!([{"name": format!("db{d}_data"), "file_id": 1, "kind": "data", "path": format!("E:\\db{d}\\data.mdf"), "size_mb": 1024}]).to_string(),
+                mount_points: json!([{"kind": "disk", "path": "E:\\", "serial": format!("134409{h:04}")}]).to_string(),
+                updated_ts: now,
+            })
+            .collect();
+        store.replace_databases(&host_id, &databases).await.unwrap();
+        let members: Vec<_> = (0..DATABASES_PER_HOST)
+            .map(|d| json!({"db_id": format!("{}", d + 5), "db_name": format!("db{d}"), "files": []}))
+            .collect();
+        for s in 0..SNAPSHOTS_PER_HOST {
+            store
+                .insert_db_snapshot(&DbSnapshotRecord {
+                    id: format!("snap_{h:04}_{s}"),
+                    host_id: host_id.clone(),
+                    host_name: host_id.clone(),
+                    sdp_id: "134409".into(),
+                    consistency_level: "application".into(),
+                    db_engine_version: "16.0.1000.6".into(),
+                    is_vss_based: 0,
+                    created_ts: now,
+                    task_id: "seed".into(),
+                    vg_snapshots: json!([{"vg_id": 1, "sdp_snapshot_id": s}]).to_string(),
+                    databases: serde_json::to_string(&members).unwrap(),
+                })
+                .await
+                .unwrap();
+        }
+    }
+    let mut first_task = String::new();
+    for t in 0..TASKS {
+        let request_id = format!("task{t:05}abcdefghijklmnopqrstu");
+        if t == 0 {
+            first_task = request_id.clone();
+        }
+        store
+            .insert_task(&NewTask {
+                record: TaskRecord {
+                    request_id: request_id.clone(),
+                    state: "completed".into(),
+                    create_ts: now,
+                    update_ts: now,
+                    owner: "ocie-0".into(),
+                    command_type: "DeployCommand".into(),
+                    ref_id: "bench".into(),
+                    error: String::new(),
+                    result: Some(json!({"db_snapshot": {"id": "snap_0000_0"}}).to_string()),
+                    location: format!("/api/echo/v1/tasks/{request_id}"),
+                    request: "{}".into(),
+                },
+                host_ids: vec![],
+            })
+            .await
+            .unwrap();
+    }
+    store.close().await;
+    first_task
+}
+
+struct Figures {
+    requests_per_sec: f64,
+    p99_ms: f64,
+}
+
+/// `connections` clients hammer `url` for `seconds`; every answer must be 200.
+async fn load(url: &str, connections: u64, seconds: u64, token: bool) -> Figures {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(connections as usize)
+        .build()
+        .unwrap();
+    let url = Arc::new(url.to_owned());
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut workers = Vec::new();
+    for _ in 0..connections {
+        let (client, url) = (client.clone(), url.clone());
+        workers.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            while Instant::now() < deadline {
+                let started = Instant::now();
+                let mut request = client.get(url.as_str());
+                if token {
+                    request = request.bearer_auth(ADMIN_TOKEN);
+                }
+                let response = request.send().await.unwrap();
+                assert_eq!(response.status(), 200, "{url}");
+                let _ = response.bytes().await.unwrap();
+                latencies.push(started.elapsed());
+            }
+            latencies
+        }));
+    }
+    let mut all = Vec::new();
+    for worker in workers {
+        all.extend(worker.await.unwrap());
+    }
+    all.sort();
+    let p99 = all[(all.len() as f64 * 0.99) as usize].as_secs_f64() * 1000.0;
+    Figures {
+        requests_per_sec: all.len() as f64 / seconds as f64,
+        p99_ms: p99,
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--baseline-server") {
+        baseline_server(args[i + 1].parse().unwrap(), &args[i + 2]);
+        return;
+    }
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let seconds = arg("--seconds", 5);
+    let connections = arg("--connections", 32);
+    // The load generator on CPU 1; servers on CPU 0.
+    let _ = Command::new("taskset")
+        .args(["-a", "-p", "-c", "1", &std::process::id().to_string()])
+        .stdout(Stdio::null())
+        .status();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        let dir = std::env::temp_dir().join(format!("flex-bench-http-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}", dir.join("flex.db").display());
+        let started = Instant::now();
+        let first_task = seed(&url).await;
+        println!("seeded {HOSTS} hosts × {DATABASES_PER_HOST} databases × {SNAPSHOTS_PER_HOST} snapshots and {TASKS} tasks in {:.1?}", started.elapsed());
+
+        let port = free_port();
+        let _flex = Child_(
+            Command::new("taskset")
+                .args(["-c", "0", env!("CARGO_BIN_EXE_flex"), "serve", "--listen", &format!("127.0.0.1:{port}"), "--database-url", &url])
+                .env("FLEX_ADMIN_TOKEN", ADMIN_TOKEN)
+                .env("FLEX_LOG", "error")
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        for _ in 0..400 {
+            if http.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status() == 200) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        let endpoints = [
+            ("GET host", "/api/v1/hosts/host0500".to_owned()),
+            ("GET task", format!("/api/echo/v1/tasks/{first_task}")),
+            ("list tasks (1,000)", "/api/echo/v1/tasks".to_owned()),
+            ("topology (1,000 × 10 × 10)", "/api/echo/v1/topology".to_owned()),
+        ];
+        println!("| endpoint | Flex req/s | Flex p99 | baseline req/s | baseline p99 | ratio | body |");
+        println!("|---|---|---|---|---|---|---|");
+        for (name, path) in endpoints {
+            let body = http.get(format!("{base}{path}")).bearer_auth(ADMIN_TOKEN).send().await.unwrap().bytes().await.unwrap();
+            let body_file = dir.join("body.json");
+            std::fs::write(&body_file, &body).unwrap();
+            // Topology is heavy: fewer seconds of load are plenty to see its p99.
+            let (conns, secs) = if path.ends_with("topology") { (4, seconds) } else { (connections, seconds) };
+            let flex = load(&format!("{base}{path}"), conns, secs, true).await;
+            let baseline_port = free_port();
+            let _baseline = Child_(
+                Command::new("taskset")
+                    .args(["-c", "0", std::env::current_exe().unwrap().to_str().unwrap(), "--baseline-server", &baseline_port.to_string(), body_file.to_str().unwrap()])
+                    .stdout(Stdio::null())
+                    .spawn()
+                    .unwrap(),
+            );
+            let baseline_url = format!("http://127.0.0.1:{baseline_port}{path}");
+            for _ in 0..400 {
+                if http.get(&baseline_url).send().await.is_ok() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let baseline = load(&baseline_url, conns, secs, false).await;
+            println!(
+                "| {name} | {:.0} | {:.2} ms | {:.0} | {:.2} ms | {:.2}× | {} KiB |",
+                flex.requests_per_sec,
+                flex.p99_ms,
+                baseline.requests_per_sec,
+                baseline.p99_ms,
+                flex.requests_per_sec / baseline.requests_per_sec,
+                body.len() / 1024
+            );
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    });
+}
