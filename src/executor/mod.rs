@@ -14,7 +14,7 @@ use std::{
         Arc,
         atomic::{AtomicBool, Ordering},
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use serde_json::{Map, Value};
@@ -200,14 +200,13 @@ impl Executor {
     }
 
     async fn run(&self, task: ClaimedTask) {
+        // Every log line of the task carries its request id and the client's ref id.
         let span = tracing::info_span!("task", request_id = %task.request_id, ref_id = %task.ref_id, command = %task.command_type);
-        let _entered = span.enter();
-        drop(_entered);
         let lost = Arc::new(AtomicBool::new(false));
         let heartbeat = self.spawn_heartbeat(&task, lost.clone());
         let outcome = tracing::Instrument::instrument(self.drive(&task, &lost), span.clone()).await;
         heartbeat.abort();
-        let _entered = span.enter();
+        let _in_span = span.enter();
         match outcome {
             Outcome::Completed => tracing::info!("task completed"),
             Outcome::Undone(state) => tracing::info!(state, "task ended after compensation"),
@@ -477,9 +476,4 @@ impl Executor {
             _ => Outcome::Abandoned,
         }
     }
-}
-
-/// Measures how long something took, in milliseconds.
-pub fn elapsed_ms(since: Instant) -> u64 {
-    since.elapsed().as_millis() as u64
 }
