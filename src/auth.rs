@@ -61,7 +61,7 @@ pub fn mint(spec: TokenSpec<'_>) -> MintedToken {
             token_hash: hash_token(&plaintext),
             created_ts: now,
             ttl: spec.ttl,
-            expire_ts: spec.ttl.map(|ttl| now + ttl),
+            expire_ts: spec.ttl.map(|ttl| now.saturating_add(ttl)),
         },
         plaintext,
     }

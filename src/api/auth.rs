@@ -180,29 +180,34 @@ struct NewAppToken {
 }
 
 const MAX_APP_NAME_LEN: usize = 64;
+/// Ten years: long enough for any pipeline, short enough that expiry arithmetic stays sane.
+const MAX_TTL_SECS: i64 = 10 * 365 * 24 * 3600;
 const MAX_DESCRIPTION_LEN: usize = 256;
 
 async fn create_app_token(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<NewAppToken>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let app_name = body.app_name.trim();
-    if app_name.is_empty() || app_name.len() > MAX_APP_NAME_LEN {
+    let app_name = body.app_name.as_str();
+    if !app_name.chars().any(|c| c != ' ') || app_name.chars().count() > MAX_APP_NAME_LEN {
         return Err(ApiError::bad_request(
             "INVALID_FIELD",
-            format!("field 'app_name' must be 1 to {MAX_APP_NAME_LEN} characters"),
+            format!("field 'app_name' must be 1 to {MAX_APP_NAME_LEN} characters, not all spaces"),
         ));
     }
-    if body.description.len() > MAX_DESCRIPTION_LEN {
+    if body.description.chars().count() > MAX_DESCRIPTION_LEN {
         return Err(ApiError::bad_request(
             "INVALID_FIELD",
             format!("field 'description' must be at most {MAX_DESCRIPTION_LEN} characters"),
         ));
     }
-    if body.ttl.is_some_and(|ttl| ttl <= 0) {
+    if body
+        .ttl
+        .is_some_and(|ttl| !(1..=MAX_TTL_SECS).contains(&ttl))
+    {
         return Err(ApiError::bad_request(
             "INVALID_FIELD",
-            "field 'ttl' must be a positive number of seconds",
+            format!("field 'ttl' must be 1 to {MAX_TTL_SECS} seconds"),
         ));
     }
     let minted = auth::mint(TokenSpec {

@@ -219,8 +219,15 @@ fn refuse(issues: &[Issue]) -> ApiError {
     }
 }
 
-fn dry_run(issues: Vec<Issue>) -> Json<Value> {
-    Json(json!({"valid": issues.is_empty(), "issues": issues}))
+/// A dry run's answer: 200 with the issues the request would hit. A request that is malformed
+/// in itself (an issue that would be a 400: a bad name prefix, an empty list, an unknown enum
+/// value) is refused with that 400, as the real request would be; the verdict is about what
+/// the current state allows.
+fn dry_run(issues: Vec<Issue>) -> Result<Json<Value>, ApiError> {
+    if let Some(malformed) = issues.iter().find(|i| status_of(i) == 400) {
+        return Err(refuse(std::slice::from_ref(malformed)));
+    }
+    Ok(Json(json!({"valid": issues.is_empty(), "issues": issues})))
 }
 
 /// Which path family a request came by, so its task's `location` resolves (DESIGN.md §1.2).
@@ -353,7 +360,7 @@ async fn validate_clone(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<CloneBody>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(dry_run(clone_issues(&state, &clone_request(body)).await?))
+    dry_run(clone_issues(&state, &clone_request(body)).await?)
 }
 
 fn snapshot_request(body: SnapshotBody) -> SnapshotSpec {
@@ -387,9 +394,7 @@ async fn validate_snapshot(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<SnapshotBody>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(dry_run(
-        checker(&state).snapshot(&snapshot_request(body)).await?,
-    ))
+    dry_run(checker(&state).snapshot(&snapshot_request(body)).await?)
 }
 
 async fn import_request(
@@ -444,7 +449,7 @@ async fn validate_import(
     PathParams(snapshot_id): PathParams<String>,
     JsonBody(body): JsonBody<ImportBody>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(dry_run(import_request(&state, snapshot_id, body).await?.1))
+    dry_run(import_request(&state, snapshot_id, body).await?.1)
 }
 
 async fn delete_echo_db(
@@ -481,11 +486,11 @@ async fn validate_delete_echo_db(
     JsonBody(body): JsonBody<DeleteEchoBody>,
 ) -> Result<Json<Value>, ApiError> {
     let db_id = body.database_id.into_string();
-    Ok(dry_run(
+    dry_run(
         checker(&state)
             .delete_echo_db(&body.host_id, &db_id)
             .await?,
-    ))
+    )
 }
 
 /// Seed path: synchronous, 204 once deleted (DESIGN.md §1.6).
@@ -555,7 +560,7 @@ async fn validate_delete_snapshot(
     if issues.iter().any(|i| i.issue_type == "SNAPSHOT_NOT_FOUND") {
         return Err(refuse(&issues));
     }
-    Ok(dry_run(issues).into_response())
+    Ok(dry_run(issues)?.into_response())
 }
 
 async fn refresh_issues(
@@ -604,7 +609,7 @@ async fn validate_refresh(
     PathParams(host_id): PathParams<String>,
     JsonBody(body): JsonBody<RefreshBody>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(dry_run(refresh_issues(&state, &host_id, &body).await?))
+    dry_run(refresh_issues(&state, &host_id, &body).await?)
 }
 
 /// The db snapshots, in the documented listing shape.

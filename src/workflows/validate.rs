@@ -64,13 +64,15 @@ pub fn is_valid_name_prefix(prefix: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_' || *b == b'-')
 }
 
-/// SQL Server database names: 1 to 128 characters, no control characters or brackets.
+/// SQL Server database names: 1 to 128 characters, no control characters, brackets or
+/// quotes, no leading or trailing space (openapi.yaml states the same as a pattern).
 pub fn is_valid_db_name(name: &str) -> bool {
     (1..=128).contains(&name.chars().count())
         && !name
             .chars()
-            .any(|c| c.is_control() || c == '[' || c == ']' || c == '\'')
-        && name.trim() == name
+            .any(|c| c.is_control() || matches!(c, '[' | ']' | '\''))
+        && !name.starts_with(' ')
+        && !name.ends_with(' ')
 }
 
 impl Checker<'_> {

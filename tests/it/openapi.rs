@@ -385,12 +385,14 @@ async fn the_server_matches_openapi_yaml() {
             continue;
         }
         let method: Method = method.to_uppercase().parse().unwrap();
-        let token = match status.as_str() {
-            "401" if template != login => None,
-            "403" => Some(host_token.as_str()),
+        let request = match status.as_str() {
+            "401" if template != login => sample_request(&c, &method, template, None),
+            "403" => sample_request(&c, &method, template, Some(host_token.as_str())),
+            // Every operation refuses a malformed hs-ref-id.
+            "400" => sample_request(&c, &method, template, Some(ADMIN_TOKEN))
+                .header("hs-ref-id", "not valid!"),
             _ => continue,
         };
-        let request = sample_request(&c, &method, template, token);
         c.check(&method, template, request).await;
     }
 
