@@ -104,15 +104,32 @@ pub fn routes() -> Router<AppState> {
 #[serde(untagged)]
 enum Id {
     Text(String),
-    Number(u64),
+    Number(SafeInteger),
 }
 
 impl Id {
     fn into_string(self) -> String {
         match self {
             Id::Text(text) => text,
-            Id::Number(number) => number.to_string(),
+            Id::Number(SafeInteger(number)) => number.to_string(),
         }
+    }
+}
+
+/// A non-negative integer a JSON client can hold exactly (at most 2^53 - 1), as the spec says.
+#[derive(Clone, Debug)]
+struct SafeInteger(u64);
+
+impl<'de> Deserialize<'de> for SafeInteger {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        const MAX_SAFE: u64 = (1 << 53) - 1;
+        let number = u64::deserialize(deserializer)?;
+        if number > MAX_SAFE {
+            return Err(serde::de::Error::custom(
+                "an id number must be at most 2^53 - 1",
+            ));
+        }
+        Ok(SafeInteger(number))
     }
 }
 
@@ -413,13 +430,15 @@ async fn import_request(
         destinations: destinations_of(body.destinations, only.as_deref()),
         target_state: body.target_state.unwrap_or_else(|| "online".to_owned()),
     };
-    if sources.is_some() {
-        issues.extend(
-            checks
-                .destinations(&request.destinations, &source_ids, &request.target_state)
-                .await?,
-        );
-    }
+    let destination_issues = checks
+        .destinations(&request.destinations, &source_ids, &request.target_state)
+        .await?;
+    // Without the snapshot, which databases it holds is unknown: keep the other checks.
+    issues.extend(
+        destination_issues
+            .into_iter()
+            .filter(|issue| sources.is_some() || issue.issue_type != "DB_NOT_FOUND"),
+    );
     Ok((request, issues))
 }
 
