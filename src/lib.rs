@@ -79,7 +79,8 @@ pub async fn run(
         &config.instance_id,
         config.agent_heartbeat,
         config.agent_silence,
-    );
+    )
+    .with_sdp(sdp.clone());
     agents.start().await?;
     let metrics = Arc::new(metrics::Metrics::default());
     let executor = executor::Executor::new(

@@ -237,10 +237,9 @@ async fn handle_text(hub: &AgentHub, host_id: &str, body: &str) -> Option<String
                 ));
             }
             let records = database_records(host_id, &databases);
-            hub.store()
-                .replace_databases(host_id, &records)
+            hub.store_inventory(host_id, records)
                 .await
-                .map(|_| tracing::info!(%host_id, databases = records.len(), "inventory replaced"))
+                .map(|count| tracing::info!(%host_id, databases = count, "inventory replaced"))
         }
         AgentMessage::Reply(reply) => hub.accept_reply(host_id, &reply).await,
     };

@@ -8,6 +8,7 @@
 //! wakes the waiter. A reconnecting agent is given every command still waiting for a reply.
 
 mod connection;
+mod inventory;
 pub mod protocol;
 
 use std::{
@@ -91,6 +92,8 @@ struct Connection {
 
 struct HubInner {
     store: Store,
+    /// Joins inventories to the array's volumes, when an SDP is configured.
+    sdp: Option<crate::sdp::SdpClient>,
     instance_id: String,
     heartbeat: Duration,
     silence: Duration,
@@ -132,6 +135,7 @@ impl AgentHub {
         AgentHub {
             inner: Arc::new(HubInner {
                 store,
+                sdp: None,
                 instance_id: instance_id.to_owned(),
                 heartbeat,
                 silence,
@@ -141,6 +145,48 @@ impl AgentHub {
                 stop,
             }),
         }
+    }
+
+    /// The array to join inventories to. Call before the hub is shared.
+    pub fn with_sdp(mut self, sdp: Option<crate::sdp::SdpClient>) -> AgentHub {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.sdp = sdp;
+        }
+        self
+    }
+
+    /// Stores a host's inventory, joined to the array's volumes when an SDP is configured (an
+    /// unreachable array does not hold the inventory back; it is stored without the join).
+    async fn store_inventory(
+        &self,
+        host_id: &str,
+        mut records: Vec<crate::store::DatabaseRecord>,
+    ) -> Result<usize, StoreError> {
+        if let Some(sdp) = &self.inner.sdp {
+            let iqn = self
+                .inner
+                .store
+                .get_host(host_id)
+                .await?
+                .map(|h| h.host_iqn)
+                .unwrap_or_default();
+            match inventory::join_to_sdp(sdp, &iqn, &mut records).await {
+                Ok(facts) => {
+                    self.inner
+                        .store
+                        .record_host_sdps(host_id, &serde_json::Value::Array(facts.sdps))
+                        .await?;
+                }
+                Err(err) => {
+                    tracing::warn!(%host_id, error = %err, "inventory stored without its SDP join")
+                }
+            }
+        }
+        self.inner
+            .store
+            .replace_databases(host_id, &records)
+            .await?;
+        Ok(records.len())
     }
 
     /// Forgets sockets this replica held before a restart, and starts delivering commands

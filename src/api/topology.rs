@@ -47,7 +47,12 @@ async fn topology(State(state): State<AppState>) -> Result<Json<Vec<TopologyEntr
                 .collect();
             TopologyEntry {
                 host: host_entry(&host, connected),
-                sdps: Vec::new(),
+                sdps: host
+                    .facts_json()
+                    .get("sdps")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default(),
                 databases,
             }
         })
@@ -180,16 +185,18 @@ fn file_entry(file: &Value, mount_points: &Value) -> Value {
         .map(Vec::as_slice)
         .unwrap_or_default();
     let serial = crate::store::serial_for_path(path, mounts);
+    // The SDP columns were joined when the inventory arrived (agents::inventory).
+    let joined = |key: &str| file.get(key).cloned().unwrap_or(Value::Null);
     json!({
-        "sdp_id": "",
+        "sdp_id": file.get("sdp_id").cloned().unwrap_or(json!("")),
         "name": file.get("name").cloned().unwrap_or(json!("")),
         "size_mb": file.get("size_mb").cloned().unwrap_or(json!(0)),
         "kind": file.get("kind").cloned().unwrap_or(json!("data")),
         "path": path,
-        "volume_id": null,
-        "volume_name": null,
-        "volume_group_id": null,
-        "volume_group_name": null,
+        "volume_id": joined("volume_id"),
+        "volume_name": joined("volume_name"),
+        "volume_group_id": joined("volume_group_id"),
+        "volume_group_name": joined("volume_group_name"),
         "volume_scsi_sn": serial,
     })
 }

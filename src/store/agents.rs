@@ -77,6 +77,36 @@ impl Store {
         })
     }
 
+    /// Stores which SDPs know this host (their host object names) in its facts.
+    pub async fn record_host_sdps(
+        &self,
+        host_id: &str,
+        sdps: &serde_json::Value,
+    ) -> StoreResult<()> {
+        in_write_tx!(self, |tx| {
+            let facts: Option<String> =
+                sqlx::query_scalar("SELECT facts FROM hosts WHERE host_id = $1")
+                    .bind(host_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let Some(facts) = facts else {
+                return Ok(());
+            };
+            let mut facts: serde_json::Value =
+                serde_json::from_str(&facts).unwrap_or_else(|_| serde_json::json!({}));
+            if !facts.is_object() {
+                facts = serde_json::json!({});
+            }
+            facts["sdps"] = sdps.clone();
+            sqlx::query("UPDATE hosts SET facts = $2 WHERE host_id = $1")
+                .bind(host_id)
+                .bind(facts.to_string())
+                .execute(&mut *tx)
+                .await?;
+            Ok(())
+        })
+    }
+
     /// The agent spoke: refresh `last_seen_ts` (only while `instance` holds its socket).
     pub async fn touch_agent(&self, host_id: &str, instance: &str) -> StoreResult<bool> {
         let now = now_ts();

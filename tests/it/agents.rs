@@ -219,6 +219,18 @@ async fn hosts_turn_connected_with_their_facts_and_databases(backend: Backend) {
         .find(|d| d["name"] == "hr")
         .unwrap();
     assert_eq!(hr["files"][0]["volume_scsi_sn"], serial_of("src-hr"));
+    // Joined to the array: the volume and volume group behind the disk, and which SDP.
+    let hr_volume = array.volumes.values().find(|v| v.name == "src-hr").unwrap();
+    assert_eq!(hr["files"][0]["volume_id"], hr_volume.id);
+    assert_eq!(hr["files"][0]["volume_name"], "src-hr");
+    assert_eq!(hr["files"][0]["volume_group_id"], hr_volume.volume_group);
+    assert_eq!(hr["files"][0]["volume_group_name"], "src-vg-2");
+    assert_eq!(hr["files"][0]["sdp_id"], "134409");
+    assert_eq!(
+        entry["sdps"],
+        json!([]),
+        "no SDP host object for the source yet"
+    );
     assert_eq!(hr["db_snapshot_allowed"], true);
 }
 

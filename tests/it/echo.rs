@@ -401,6 +401,17 @@ async fn the_whole_lifecycle_leaves_nothing_behind(backend: Backend) {
     assert_eq!(sales["db_snapshots"][0]["deletable"], false);
     let copy = entry("dev-01")["databases"][0].clone();
     assert_eq!(
+        entry("dev-01")["sdps"],
+        json!([{"sdp_id": "134409", "host_name": "dev-01"}])
+    );
+    assert!(
+        copy["files"][0]["volume_name"]
+            .as_str()
+            .unwrap()
+            .starts_with("echo-"),
+        "{copy}"
+    );
+    assert_eq!(
         copy["parent"],
         json!({"src_host_id": "src-01", "src_db_id": "5", "snap_id": snap_a})
     );
