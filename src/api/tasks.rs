@@ -3,7 +3,6 @@
 
 use axum::{Json, Router, extract::State, routing::get};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use super::{
     AppState,
@@ -32,7 +31,8 @@ pub struct TaskView {
     pub command_type: String,
     pub ref_id: String,
     pub error: String,
-    pub result: Value,
+    /// Stored JSON, passed through as it is (null until the task has a result).
+    pub result: Option<Box<serde_json::value::RawValue>>,
     pub location: String,
 }
 
@@ -41,9 +41,7 @@ impl From<TaskRecord> for TaskView {
         TaskView {
             result: task
                 .result
-                .as_deref()
-                .and_then(|json| serde_json::from_str(json).ok())
-                .unwrap_or(Value::Null),
+                .and_then(|json| serde_json::value::RawValue::from_string(json).ok()),
             state: task.state,
             create_ts: task.create_ts,
             update_ts: task.update_ts,

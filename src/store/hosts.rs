@@ -285,3 +285,27 @@ impl Store {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::serial_for_path;
+
+    #[test]
+    fn files_take_the_serial_of_the_deepest_mount_point() {
+        let mounts = vec![
+            json!({"kind": "disk", "path": "E:\\", "serial": "E1"}),
+            json!({"kind": "disk", "path": "E:\\Data\\Big\\", "serial": "BIG"}),
+        ];
+        assert_eq!(
+            serial_for_path("e:\\data\\big\\x.mdf", &mounts).as_deref(),
+            Some("BIG")
+        );
+        assert_eq!(
+            serial_for_path("E:\\Logs\\y.ldf", &mounts).as_deref(),
+            Some("E1")
+        );
+        assert_eq!(serial_for_path("F:\\z.mdf", &mounts), None);
+    }
+}
