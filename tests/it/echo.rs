@@ -703,17 +703,12 @@ async fn requests_that_cannot_succeed_fail_fast(backend: Backend) {
 async fn an_sdp_refusal_mid_clone_is_undone_completely(backend: Backend) {
     let echo = Echo::start(backend, Options::default()).await;
     echo.sdp.add_fault(FaultRule {
-        id: 0,
         method: Some("POST".into()),
         collection: Some("volumes".into()),
-        action: FaultAction::Error,
         status: Some(400),
         error_code: Some("MC_ERR_QUOTA".into()),
         error_msg: Some("volume group quota exceeded".into()),
-        retry_after_secs: None,
-        delay_ms: None,
-        times: Some(1),
-        rate: None,
+        ..FaultRule::new(FaultAction::Error)
     });
     let task = echo
         .run(
@@ -747,32 +742,18 @@ async fn transient_sdp_errors_are_retried(backend: Backend) {
     let echo = Echo::start(backend, Options::default()).await;
     for collection in ["snapshots", "mappings"] {
         echo.sdp.add_fault(FaultRule {
-            id: 0,
             method: Some("POST".into()),
             collection: Some(collection.into()),
-            action: FaultAction::Error,
             status: Some(503),
-            error_code: None,
-            error_msg: None,
-            retry_after_secs: None,
-            delay_ms: None,
             times: Some(2),
-            rate: None,
+            ..FaultRule::new(FaultAction::Error)
         });
     }
     // And a 502 after a thin clone was made: looked up, not made twice.
     echo.sdp.add_fault(FaultRule {
-        id: 0,
         method: Some("POST".into()),
         collection: Some("volumes".into()),
-        action: FaultAction::AfterWrite,
-        status: None,
-        error_code: None,
-        error_msg: None,
-        retry_after_secs: None,
-        delay_ms: None,
-        times: Some(1),
-        rate: None,
+        ..FaultRule::new(FaultAction::AfterWrite)
     });
     let task = echo
         .run(
@@ -920,17 +901,11 @@ async fn a_task_past_its_deadline_fails_and_compensates(backend: Backend) {
     .await;
     // The array keeps refusing mappings as busy: retried until the deadline, then undone.
     echo.sdp.add_fault(FaultRule {
-        id: 0,
         method: Some("POST".into()),
         collection: Some("mappings".into()),
-        action: FaultAction::Error,
         status: Some(503),
-        error_code: None,
-        error_msg: None,
-        retry_after_secs: None,
-        delay_ms: None,
         times: None,
-        rate: None,
+        ..FaultRule::new(FaultAction::Error)
     });
     let task = echo
         .run(
@@ -956,17 +931,12 @@ async fn an_sdp_refusal_at_each_create_is_undone() {
     for collection in ["snapshots", "hosts", "host_iqns", "volumes", "mappings"] {
         let echo = Echo::start(Backend::Sqlite, Options::default()).await;
         echo.sdp.add_fault(FaultRule {
-            id: 0,
             method: Some("POST".into()),
             collection: Some(collection.into()),
-            action: FaultAction::Error,
             status: Some(400),
             error_code: Some("MC_ERR_REFUSED".into()),
             error_msg: Some(format!("no more {collection} today")),
-            retry_after_secs: None,
-            delay_ms: None,
-            times: Some(1),
-            rate: None,
+            ..FaultRule::new(FaultAction::Error)
         });
         let task = echo
             .run(

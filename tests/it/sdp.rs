@@ -29,19 +29,7 @@ fn client_for(emulator: &SdpEmulator) -> SdpClient {
 }
 
 fn rule(action: FaultAction) -> FaultRule {
-    FaultRule {
-        id: 0,
-        method: None,
-        collection: None,
-        action,
-        status: None,
-        error_code: None,
-        error_msg: None,
-        retry_after_secs: None,
-        delay_ms: None,
-        times: Some(1),
-        rate: None,
-    }
+    FaultRule::new(action)
 }
 
 /// Raw admin or API access to the emulator, as an operator with curl would have.

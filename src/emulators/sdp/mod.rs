@@ -103,6 +103,23 @@ pub struct FaultRule {
 }
 
 impl FaultRule {
+    /// A rule for every call, once; narrow it with struct-update syntax.
+    pub fn new(action: FaultAction) -> FaultRule {
+        FaultRule {
+            id: 0,
+            method: None,
+            collection: None,
+            action,
+            status: None,
+            error_code: None,
+            error_msg: None,
+            retry_after_secs: None,
+            delay_ms: None,
+            times: Some(1),
+            rate: None,
+        }
+    }
+
     fn matches(&self, method: &Method, collection: &str) -> bool {
         self.method
             .as_deref()
