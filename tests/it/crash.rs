@@ -147,8 +147,74 @@ pub async fn assert_ledger_matches(store: &Store, array: &ArrayState) {
     );
 }
 
-/// One cell of the matrix: crash at `step:point`, restart, check. Returns the final state.
-async fn crash_and_resume(backend: Backend, step: &str, point: &str) -> String {
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Workflow {
+    Clone,
+    Delete,
+    Refresh,
+}
+
+const DELETE_STEPS: [&str; 5] = [
+    "load_echo_db",
+    "detach_database",
+    "unmap_clones",
+    "delete_clones",
+    "forget_echo_db",
+];
+
+const REFRESH_STEPS: [&str; 11] = [
+    "plan_refresh",
+    "detach_old_databases",
+    "unmap_old_clones",
+    "delete_old_clones",
+    "forget_old_echo_dbs",
+    "ensure_sdp_hosts",
+    "clone_volumes",
+    "map_clones",
+    "rescan_disks",
+    "attach_databases",
+    "record_echo_dbs",
+];
+
+async fn call(http: &reqwest::Client, method: reqwest::Method, url: &str, body: Value) -> Value {
+    http.request(method, url)
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap_or_default()
+}
+
+async fn wait_task(http: &reqwest::Client, base: &str, task: &Value) -> Value {
+    let location = format!("{base}{}", task["location"].as_str().unwrap());
+    let mut done = Value::Null;
+    for _ in 0..800 {
+        done = call(http, reqwest::Method::GET, &location, Value::Null).await;
+        if done["state"] != "running" && !done["state"].is_null() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    done
+}
+
+async fn wait_agents(agents: &[AgentEmulator]) {
+    for _ in 0..400 {
+        if agents.iter().all(AgentEmulator::is_connected) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the agents did not reconnect");
+}
+
+/// One cell of the matrix: set up (for delete and refresh, a clone to act on) with a healthy
+/// process; restart it with the crash point armed; run the workflow until the process aborts;
+/// restart it plainly; check. Returns the final state.
+async fn crash_and_resume(backend: Backend, workflow: Workflow, step: &str, point: &str) -> String {
     let db = TestDb::new(backend).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let sdp = SdpEmulator::start(SdpEmulatorConfig::default(), listener)
@@ -157,22 +223,19 @@ async fn crash_and_resume(backend: Backend, step: &str, point: &str) -> String {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
-    let crash_at = format!("{step}:{point}");
-    let first = spawn_flex(port, &db.url, &sdp.url, Some(&crash_at));
+    let crash_at = format!("{workflow:?} {step}:{point}");
+    let setup = spawn_flex(port, &db.url, &sdp.url, None);
     wait_ready(&http, &base).await;
 
     let mut agents = Vec::new();
     for (host_id, databases) in [("src-01", source_databases()), ("dev-01", vec![])] {
-        let answer: Value = http
-            .put(format!("{base}/api/v1/hosts/{host_id}"))
-            .bearer_auth(ADMIN_TOKEN)
-            .body(r#"{"db_vendor":"mssql"}"#)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let answer = call(
+            &http,
+            reqwest::Method::PUT,
+            &format!("{base}/api/v1/hosts/{host_id}"),
+            json!({"db_vendor": "mssql"}),
+        )
+        .await;
         let mut config =
             AgentEmulatorConfig::new(&base, host_id, answer["token"].as_str().unwrap());
         config.sdp = Some(SdpConfig::new(&sdp.url, "admin", "admin"));
@@ -181,15 +244,13 @@ async fn crash_and_resume(backend: Backend, step: &str, point: &str) -> String {
         agents.push(AgentEmulator::start(config).await.unwrap());
     }
     for _ in 0..200 {
-        let dbs: Value = http
-            .get(format!("{base}/api/v1/hosts/src-01/databases"))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap_or_default();
+        let dbs = call(
+            &http,
+            reqwest::Method::GET,
+            &format!("{base}/api/v1/hosts/src-01/databases"),
+            Value::Null,
+        )
+        .await;
         if agents.iter().all(AgentEmulator::is_connected)
             && dbs.as_array().is_some_and(|d| d.len() == 1)
         {
@@ -197,24 +258,72 @@ async fn crash_and_resume(backend: Backend, step: &str, point: &str) -> String {
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+    let clone_body = json!({"source_host_id": "src-01", "destinations": [{"host_id": "dev-01", "db_id": "5", "db_name": "sales_copy"}]});
+    let mut echo_id = String::new();
+    let mut newer_snapshot = String::new();
+    if workflow != Workflow::Clone {
+        let task = call(
+            &http,
+            reqwest::Method::POST,
+            &format!("{base}/api/echo/v1/echo_dbs"),
+            clone_body.clone(),
+        )
+        .await;
+        let done = wait_task(&http, &base, &task).await;
+        assert_eq!(done["state"], "completed", "setup clone: {done}");
+        echo_id = done["result"]["cloned_dbs"][0]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        if workflow == Workflow::Refresh {
+            let task = call(&http, reqwest::Method::POST, &format!("{base}/api/echo/v1/db_snapshots"), json!({"source_host_id": "src-01", "database_ids": ["5"], "consistency_level": "crash"})).await;
+            let done = wait_task(&http, &base, &task).await;
+            newer_snapshot = done["result"]["db_snapshot"]["id"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+        }
+    }
+    drop(setup);
+    let mut armed = spawn_flex(port, &db.url, &sdp.url, Some(&format!("{step}:{point}")));
+    wait_ready(&http, &base).await;
+    wait_agents(&agents).await;
 
-    let task: Value = http
-        .post(format!("{base}/api/echo/v1/echo_dbs"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({"source_host_id": "src-01", "destinations": [{"host_id": "dev-01", "db_id": "5", "db_name": "sales_copy"}]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let location = format!("{base}{}", task["location"].as_str().unwrap());
+    let task = match workflow {
+        Workflow::Clone => {
+            call(
+                &http,
+                reqwest::Method::POST,
+                &format!("{base}/api/echo/v1/echo_dbs"),
+                clone_body,
+            )
+            .await
+        }
+        Workflow::Delete => {
+            call(
+                &http,
+                reqwest::Method::DELETE,
+                &format!("{base}/api/echo/v1/echo_dbs"),
+                json!({"host_id": "dev-01", "database_id": echo_id}),
+            )
+            .await
+        }
+        Workflow::Refresh => {
+            call(
+                &http,
+                reqwest::Method::POST,
+                &format!("{base}/api/echo/v1/hosts/dev-01/databases/_refresh"),
+                json!({"snapshot_id": newer_snapshot, "db_names": ["sales_copy"]}),
+            )
+            .await
+        }
+    };
+    assert!(task["location"].is_string(), "{crash_at}: {task}");
 
     // The process dies at the chosen point.
-    let mut first = first;
     let mut crashed = false;
     for _ in 0..400 {
-        if let Some(status) = first.0.try_wait().unwrap() {
+        if let Some(status) = armed.0.try_wait().unwrap() {
             assert!(!status.success(), "{crash_at}: the process was aborted");
             crashed = true;
             break;
@@ -222,51 +331,65 @@ async fn crash_and_resume(backend: Backend, step: &str, point: &str) -> String {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     assert!(crashed, "{crash_at}: the crash point was never reached");
-    drop(first);
+    drop(armed);
 
-    let _second = spawn_flex(port, &db.url, &sdp.url, None);
+    let _resumed = spawn_flex(port, &db.url, &sdp.url, None);
     wait_ready(&http, &base).await;
-    let mut done = Value::Null;
-    for _ in 0..800 {
-        done = http
-            .get(&location)
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap_or_default();
-        if done["state"] != "running" && !done["state"].is_null() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let done = wait_task(&http, &base, &task).await;
     let state = done["state"].as_str().unwrap_or("unknown").to_owned();
     assert_eq!(state, "completed", "{crash_at}: {done}");
 
     let array = sdp.snapshot_state();
-    assert_eq!(
-        array.snapshots.len(),
-        1,
-        "{crash_at}: one VG snapshot, not two"
-    );
-    assert_eq!(
-        array.volumes.values().filter(|v| v.is_thin_clone).count(),
-        2,
-        "{crash_at}: no duplicate clone"
-    );
-    assert_eq!(array.mappings.len(), 2, "{crash_at}");
-    assert_eq!(array.hosts.len(), 1, "{crash_at}");
+    let clones = array.volumes.values().filter(|v| v.is_thin_clone).count();
+    let dest_dbs: Vec<String> = agents[1].databases().into_iter().map(|d| d.name).collect();
+    let acted = |name: &str| {
+        agents[1]
+            .stats()
+            .commands_acted
+            .get(name)
+            .copied()
+            .unwrap_or(0)
+    };
+    match workflow {
+        Workflow::Clone => {
+            assert_eq!(
+                array.snapshots.len(),
+                1,
+                "{crash_at}: one VG snapshot, not two"
+            );
+            assert_eq!(clones, 2, "{crash_at}: no duplicate clone");
+            assert_eq!(array.mappings.len(), 2, "{crash_at}");
+            assert_eq!(array.hosts.len(), 1, "{crash_at}");
+            assert_eq!(dest_dbs, ["sales_copy"], "{crash_at}");
+            assert_eq!(acted("attach"), 1, "{crash_at}: attached once");
+        }
+        Workflow::Delete => {
+            assert_eq!(clones, 0, "{crash_at}: the clones are gone");
+            assert_eq!(array.mappings.len(), 0, "{crash_at}");
+            assert_eq!(
+                array.hosts.len(),
+                0,
+                "{crash_at}: the host object Flex made is gone"
+            );
+            assert!(dest_dbs.is_empty(), "{crash_at}");
+            assert_eq!(acted("detach"), 1, "{crash_at}: detached once");
+        }
+        Workflow::Refresh => {
+            assert_eq!(array.snapshots.len(), 2, "{crash_at}");
+            assert_eq!(clones, 2, "{crash_at}: only the new clones");
+            assert_eq!(array.mappings.len(), 2, "{crash_at}");
+            assert_eq!(array.hosts.len(), 1, "{crash_at}");
+            assert_eq!(dest_dbs, ["sales_copy"], "{crash_at}");
+            assert_eq!(
+                acted("attach"),
+                2,
+                "{crash_at}: setup and refresh, once each"
+            );
+            assert_eq!(acted("detach"), 1, "{crash_at}");
+        }
+    }
     let store = Store::connect(&db.url).await.unwrap();
     assert_ledger_matches(&store, &array).await;
-    let agent_dbs: Vec<String> = agents[1].databases().into_iter().map(|d| d.name).collect();
-    assert_eq!(agent_dbs, ["sales_copy"], "{crash_at}: attached once");
-    assert_eq!(
-        agents[1].stats().commands_acted.get("attach"),
-        Some(&1),
-        "{crash_at}"
-    );
     store.close().await;
     for agent in agents {
         agent.stop();
@@ -275,27 +398,34 @@ async fn crash_and_resume(backend: Backend, step: &str, point: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_clone_survives_a_crash_after_every_step() {
+async fn every_workflow_survives_a_crash_after_every_step() {
     crate::common::init_tracing();
     let mut matrix = Vec::new();
-    for step in CLONE_STEPS {
-        for point in ["before_checkpoint", "after_checkpoint"] {
-            let outcome = crash_and_resume(Backend::Sqlite, step, point).await;
-            matrix.push(format!(
-                "CreateCloneCommand × {step:<24} × {point:<17} → {outcome}"
-            ));
+    for (workflow, command, steps) in [
+        (Workflow::Clone, "CreateCloneCommand", &CLONE_STEPS[..]),
+        (Workflow::Delete, "DeleteCommand", &DELETE_STEPS[..]),
+        (Workflow::Refresh, "ReplaceDBCommand", &REFRESH_STEPS[..]),
+    ] {
+        for step in steps {
+            for point in ["before_checkpoint", "after_checkpoint"] {
+                let outcome = crash_and_resume(Backend::Sqlite, workflow, step, point).await;
+                matrix.push(format!(
+                    "{command:<18} × {step:<24} × {point:<17} → {outcome}"
+                ));
+            }
         }
     }
     println!("crash matrix (SQLite):\n{}", matrix.join("\n"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_clone_survives_a_crash_on_postgres() {
+async fn workflows_survive_a_crash_on_postgres() {
     crate::common::init_tracing();
-    for (step, point) in [
-        ("clone_volumes", "before_checkpoint"),
-        ("attach_databases", "before_checkpoint"),
+    for (workflow, step, point) in [
+        (Workflow::Clone, "clone_volumes", "before_checkpoint"),
+        (Workflow::Clone, "attach_databases", "before_checkpoint"),
+        (Workflow::Refresh, "delete_old_clones", "before_checkpoint"),
     ] {
-        crash_and_resume(Backend::Postgres, step, point).await;
+        crash_and_resume(Backend::Postgres, workflow, step, point).await;
     }
 }
