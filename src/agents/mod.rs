@@ -299,6 +299,7 @@ impl AgentHub {
             name: record.name.clone(),
             args: serde_json::from_str(&record.args).unwrap_or(Value::Null),
             deadline_ms: record.deadline_ms,
+            ref_id: record.ref_id.clone(),
         }))
     }
 

@@ -105,6 +105,9 @@ pub struct Command {
     pub args: Value,
     /// Unix milliseconds after which Flex no longer waits for the reply.
     pub deadline_ms: i64,
+    /// The `hs-ref-id` of the task the command serves, for the host's own logs.
+    #[serde(default)]
+    pub ref_id: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -171,6 +171,8 @@ pub struct AgentStats {
     /// Repeats of a known command id answered from memory.
     pub repeats_answered: u64,
     pub connections: u64,
+    /// The `ref_id` of the last command carried out (the task's `hs-ref-id`).
+    pub last_ref_id: String,
 }
 
 struct Freeze {
@@ -620,6 +622,7 @@ async fn execute(
         }
     }
     let id = command.id.clone();
+    tracing::debug!(ref_id = %command.ref_id, %id, name = %command.name, "carrying out a command");
     let (reply, inventory) = if shared.config.faults.refuse.contains(&command.name) {
         (
             failure(
@@ -649,6 +652,7 @@ async fn execute(
         }
     };
     let mut state = lock(&shared.state);
+    state.stats.last_ref_id = command.ref_id.clone();
     *state
         .stats
         .commands_acted

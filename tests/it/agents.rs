@@ -266,6 +266,11 @@ async fn a_command_round_trips_through_the_outbox_with_a_deadline(backend: Backe
         .await
         .unwrap();
     assert_eq!(thawed["held"], true, "thawed within the window");
+    assert_eq!(
+        agent.stats().last_ref_id,
+        "Ref0001",
+        "the task's ref id reaches the host"
+    );
 
     // A freeze that outlives its window is reported as not held.
     let frozen = hub
