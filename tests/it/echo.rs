@@ -232,33 +232,8 @@ impl Echo {
     }
 
     pub async fn assert_ledger_matches_array(&self) {
-        let array = self.array();
-        let live = self.server.db.store().await.ledger_live().await.unwrap();
-        for entry in &live {
-            let id = entry.sdp_id as u64;
-            let exists = match entry.kind.as_str() {
-                "vg_snapshot" => array.snapshots.contains_key(&id),
-                "volume" => array.volumes.contains_key(&id),
-                "mapping" => array.mappings.contains_key(&id),
-                "host" => array.hosts.contains_key(&id),
-                "host_iqn" => array.host_iqns.contains_key(&id),
-                other => panic!("unknown ledger kind {other}"),
-            };
-            assert!(
-                exists,
-                "ledger lists {entry:?}, which the array does not have"
-            );
-        }
-        let flex_objects = array.snapshots.len()
-            + array.mappings.len()
-            + array.hosts.len()
-            + array.host_iqns.len()
-            + array.volumes.values().filter(|v| v.is_thin_clone).count();
-        assert_eq!(
-            flex_objects,
-            live.len(),
-            "every object Flex made is in the ledger, once"
-        );
+        let store = self.server.db.store().await;
+        crate::crash::assert_ledger_matches(&store, &self.array()).await;
     }
 }
 
