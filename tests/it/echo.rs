@@ -231,6 +231,13 @@ impl Echo {
         assert!(live.is_empty(), "ledger still lists {live:?}");
     }
 
+    /// The clone most tests drive: `sales` from src-01 onto dev-01 as `sales_copy`, to its end.
+    pub async fn clone_sales_copy(&self) -> Value {
+        let body = json!({"source_host_id": "src-01", "destinations": [{"host_id": "dev-01", "db_id": "5", "db_name": "sales_copy"}]});
+        self.run(Method::POST, "/api/echo/v1/echo_dbs", body, 200)
+            .await
+    }
+
     pub async fn assert_ledger_matches_array(&self) {
         let store = self.server.db.store().await;
         crate::crash::assert_ledger_matches(&store, &self.array()).await;
@@ -685,14 +692,7 @@ async fn an_sdp_refusal_mid_clone_is_undone_completely(backend: Backend) {
         error_msg: Some("volume group quota exceeded".into()),
         ..FaultRule::new(FaultAction::Error)
     });
-    let task = echo
-        .run(
-            Method::POST,
-            "/api/echo/v1/echo_dbs",
-            json!({"source_host_id": "src-01", "destinations": [{"host_id": "dev-01", "db_id": "5", "db_name": "sales_copy"}]}),
-            200,
-        )
-        .await;
+    let task = echo.clone_sales_copy().await;
     assert_eq!(task["state"], "failed");
     assert!(
         task["error"].as_str().unwrap().contains("quota exceeded"),
@@ -730,14 +730,7 @@ async fn transient_sdp_errors_are_retried(backend: Backend) {
         collection: Some("volumes".into()),
         ..FaultRule::new(FaultAction::AfterWrite)
     });
-    let task = echo
-        .run(
-            Method::POST,
-            "/api/echo/v1/echo_dbs",
-            json!({"source_host_id": "src-01", "destinations": [{"host_id": "dev-01", "db_id": "5", "db_name": "sales_copy"}]}),
-            200,
-        )
-        .await;
+    let task = echo.clone_sales_copy().await;
     assert_eq!(task["state"], "completed", "{task}");
     let array = echo.array();
     assert_eq!(
@@ -842,14 +835,7 @@ async fn a_destination_agent_that_drops_mid_task_does_not_break_the_clone(backen
         },
     )
     .await;
-    let task = echo
-        .run(
-            Method::POST,
-            "/api/echo/v1/echo_dbs",
-            json!({"source_host_id": "src-01", "destinations": [{"host_id": "dev-01", "db_id": "5", "db_name": "sales_copy"}]}),
-            200,
-        )
-        .await;
+    let task = echo.clone_sales_copy().await;
     assert_eq!(task["state"], "completed", "{task}");
     let stats = echo.agents[1].stats();
     assert_eq!(
@@ -882,14 +868,7 @@ async fn a_task_past_its_deadline_fails_and_compensates(backend: Backend) {
         times: None,
         ..FaultRule::new(FaultAction::Error)
     });
-    let task = echo
-        .run(
-            Method::POST,
-            "/api/echo/v1/echo_dbs",
-            json!({"source_host_id": "src-01", "destinations": [{"host_id": "dev-01", "db_id": "5", "db_name": "sales_copy"}]}),
-            200,
-        )
-        .await;
+    let task = echo.clone_sales_copy().await;
     assert_eq!(task["state"], "failed", "{task}");
     assert!(
         task["error"].as_str().unwrap().contains("deadline"),
@@ -913,14 +892,7 @@ async fn an_sdp_refusal_at_each_create_is_undone() {
             error_msg: Some(format!("no more {collection} today")),
             ..FaultRule::new(FaultAction::Error)
         });
-        let task = echo
-            .run(
-                Method::POST,
-                "/api/echo/v1/echo_dbs",
-                json!({"source_host_id": "src-01", "destinations": [{"host_id": "dev-01", "db_id": "5", "db_name": "sales_copy"}]}),
-                200,
-            )
-            .await;
+        let task = echo.clone_sales_copy().await;
         assert_eq!(task["state"], "failed", "{collection}: {task}");
         assert!(
             task["error"].as_str().unwrap().contains("today"),
