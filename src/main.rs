@@ -223,6 +223,7 @@ async fn agent_emulator(args: AgentEmulatorArgs) -> Result<(), flex::FlexError> 
         disconnect_after_commands: args.disconnect_after,
         reply_delay: std::time::Duration::from_millis(args.reply_delay_ms),
         refuse: args.refuse,
+        ..AgentFaults::default()
     };
     let emulator = AgentEmulator::start(config)
         .await

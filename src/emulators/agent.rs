@@ -120,10 +120,24 @@ pub struct AgentFaults {
     /// Carry out the Nth new command, then drop the connection before its reply is sent
     /// (once): Flex must re-deliver it, and the host must answer without acting again.
     pub disconnect_after_commands: Option<u64>,
-    /// Wait this long before each reply.
+    /// Carry out the first new command with this name, then drop the connection before its
+    /// reply is sent (once).
+    pub disconnect_on: Option<String>,
+    /// Wait this long before each reply (only for `slow_commands` when that is not empty).
     pub reply_delay: Duration,
+    pub slow_commands: Vec<String>,
     /// Refuse commands with these names.
     pub refuse: Vec<String>,
+}
+
+impl AgentFaults {
+    fn delay_for(&self, command: &str) -> Duration {
+        if self.slow_commands.is_empty() || self.slow_commands.iter().any(|c| c == command) {
+            self.reply_delay
+        } else {
+            Duration::ZERO
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -186,6 +200,8 @@ struct HostState {
     freezes: HashMap<String, Freeze>,
     stats: AgentStats,
     next_db_id: u64,
+    /// The faults in force: they start as configured and can be changed while running.
+    faults: AgentFaults,
     /// Counts down new commands to the disconnect fault.
     commands_until_disconnect: Option<u64>,
     /// Drive letters in use, by serial.
@@ -265,6 +281,7 @@ impl AgentEmulator {
                 stats: AgentStats::default(),
                 next_db_id,
                 commands_until_disconnect: config.faults.disconnect_after_commands,
+                faults: config.faults.clone(),
                 drives,
             }),
             config,
@@ -280,6 +297,13 @@ impl AgentEmulator {
 
     pub fn stop(&self) {
         let _ = self.stop.send(true);
+    }
+
+    /// Replaces the faults in force (the disconnect countdown restarts from the new value).
+    pub fn set_faults(&self, faults: AgentFaults) {
+        let mut state = lock(&self.shared.state);
+        state.commands_until_disconnect = faults.disconnect_after_commands;
+        state.faults = faults;
     }
 
     pub fn is_connected(&self) -> bool {
@@ -534,8 +558,9 @@ async fn serve(shared: &Arc<Shared>, socket: Socket, stop: &mut watch::Receiver<
                         let shared = shared.clone();
                         let out_tx = out_tx.clone();
                         tokio::spawn(async move {
+                            let delay = lock(&shared.state).faults.delay_for(&command.name);
                             let (reply, inventory) = execute(&shared, command).await;
-                            tokio::time::sleep(shared.config.faults.reply_delay).await;
+                            tokio::time::sleep(delay).await;
                             if let Some(databases) = inventory {
                                 let _ = out_tx.send(AgentMessage::Inventory { databases }).await;
                             }
@@ -572,6 +597,10 @@ fn should_drop_connection(shared: &Shared, command: &Command) -> bool {
     state.stats.commands_received += 1;
     if state.replies.contains_key(&command.id) {
         return false;
+    }
+    if state.faults.disconnect_on.as_deref() == Some(command.name.as_str()) {
+        state.faults.disconnect_on = None;
+        return true;
     }
     match state.commands_until_disconnect {
         Some(remaining) if remaining <= 1 => {
@@ -623,7 +652,8 @@ async fn execute(
     }
     let id = command.id.clone();
     tracing::debug!(ref_id = %command.ref_id, %id, name = %command.name, "carrying out a command");
-    let (reply, inventory) = if shared.config.faults.refuse.contains(&command.name) {
+    let refused = lock(&shared.state).faults.refuse.contains(&command.name);
+    let (reply, inventory) = if refused {
         (
             failure(
                 &id,

@@ -7,14 +7,14 @@
 //!   `GET /emulator/faults` lists them with the calls each has left.
 //! - `PUT /emulator/latency` `{"ms": N}` adds latency to every API call.
 //! - `GET /emulator/calls` counts API calls by `METHOD /collection[/{id}]`;
-//!   `DELETE /emulator/calls` resets the counters.
+//!   `DELETE /emulator/calls` resets the counters and the call log.
 //! - `GET /emulator/visible_serials?iqn=…` lists the serials mapped to that initiator (what
 //!   a host's rescan would find).
 
 pub mod model;
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, VecDeque},
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
     time::Duration,
@@ -74,8 +74,9 @@ pub enum FaultAction {
     Delay,
 }
 
-/// A fault injection rule. `method` and `collection` narrow what it matches (absent: any);
-/// `times` is how many matching calls it affects (absent: all); `rate` the probability that a
+/// A fault injection rule. `method`, `collection` and `ref_id` (the call's `hs-ref-id`) narrow
+/// what it matches (absent: any); `skip` lets that many matching calls through first; `times`
+/// is how many matching calls it then affects (absent: all); `rate` the probability that a
 /// matching call is affected.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct FaultRule {
@@ -100,6 +101,10 @@ pub struct FaultRule {
     pub times: Option<u64>,
     #[serde(default)]
     pub rate: Option<f64>,
+    #[serde(default)]
+    pub ref_id: Option<String>,
+    #[serde(default)]
+    pub skip: Option<u64>,
 }
 
 impl FaultRule {
@@ -117,17 +122,41 @@ impl FaultRule {
             delay_ms: None,
             times: Some(1),
             rate: None,
+            ref_id: None,
+            skip: None,
         }
     }
 
-    fn matches(&self, method: &Method, collection: &str) -> bool {
+    fn matches(&self, call: &CallRecord) -> bool {
         self.method
             .as_deref()
-            .is_none_or(|m| m.eq_ignore_ascii_case(method.as_str()))
-            && self.collection.as_deref().is_none_or(|c| c == collection)
+            .is_none_or(|m| m.eq_ignore_ascii_case(&call.method))
+            && self
+                .collection
+                .as_deref()
+                .is_none_or(|c| c == call.collection)
+            && self
+                .ref_id
+                .as_deref()
+                .is_none_or(|r| Some(r) == call.ref_id.as_deref())
             && self.times != Some(0)
     }
 }
+
+/// One API call, as the call log keeps it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CallRecord {
+    pub method: String,
+    pub collection: String,
+    /// `METHOD /collection[/{id}]`, as `/emulator/calls` counts it.
+    pub key: String,
+    pub ref_id: Option<String>,
+    /// When the call arrived, in milliseconds since the epoch.
+    pub at_ms: i64,
+}
+
+/// The call log keeps the most recent calls only, so a long-running emulator stays small.
+const CALL_LOG_CAPACITY: usize = 4096;
 
 #[derive(Default)]
 struct Faults {
@@ -135,6 +164,7 @@ struct Faults {
     rules: Vec<FaultRule>,
     latency_ms: u64,
     calls: BTreeMap<String, u64>,
+    log: VecDeque<CallRecord>,
 }
 
 struct Inner {
@@ -191,6 +221,11 @@ impl SdpEmulator {
     /// API calls served so far, by `METHOD /collection[/{id}]`.
     pub fn calls(&self) -> BTreeMap<String, u64> {
         lock(&self.inner.faults).calls.clone()
+    }
+
+    /// The most recent API calls, oldest first.
+    pub fn call_log(&self) -> Vec<CallRecord> {
+        lock(&self.inner.faults).log.iter().cloned().collect()
     }
 
     pub fn add_fault(&self, rule: FaultRule) -> u64 {
@@ -317,15 +352,34 @@ fn call_key(method: &Method, path: &str) -> (String, String) {
 async fn inject_faults(State(inner): State<Shared>, req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let (collection, key) = call_key(&method, req.uri().path());
+    let call = CallRecord {
+        method: method.to_string(),
+        collection,
+        key,
+        ref_id: req
+            .headers()
+            .get("hs-ref-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        at_ms: model::now_ms() as i64,
+    };
     let (latency, rule) = {
         let mut faults = lock(&inner.faults);
-        *faults.calls.entry(key).or_default() += 1;
+        *faults.calls.entry(call.key.clone()).or_default() += 1;
+        if faults.log.len() == CALL_LOG_CAPACITY {
+            faults.log.pop_front();
+        }
+        faults.log.push_back(call.clone());
         let latency = faults.latency_ms;
         let rule = faults
             .rules
             .iter_mut()
-            .find(|rule| rule.matches(&method, &collection))
+            .find(|rule| rule.matches(&call))
             .and_then(|rule| {
+                if let Some(skip) = rule.skip.as_mut().filter(|skip| **skip > 0) {
+                    *skip -= 1;
+                    return None;
+                }
                 if rule.rate.is_some_and(|rate| rand::random::<f64>() >= rate) {
                     return None;
                 }
@@ -546,7 +600,9 @@ async fn get_calls(State(inner): State<Shared>) -> Json<BTreeMap<String, u64>> {
 }
 
 async fn reset_calls(State(inner): State<Shared>) -> StatusCode {
-    lock(&inner.faults).calls.clear();
+    let mut faults = lock(&inner.faults);
+    faults.calls.clear();
+    faults.log.clear();
     StatusCode::NO_CONTENT
 }
 
