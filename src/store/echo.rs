@@ -212,8 +212,95 @@ impl Store {
             .bind(now)
             .execute(&mut *tx)
             .await?;
+            sqlx::query("DELETE FROM sdp_intents WHERE kind = $1 AND name = $2 AND task_id = $3")
+                .bind(kind)
+                .bind(name)
+                .bind(task_id)
+                .execute(&mut *tx)
+                .await?;
             Ok(())
         })
+    }
+
+    /// Records that the task is about to create an object of that kind and name (see the
+    /// `sdp_intents` migration for why).
+    pub async fn ledger_intend(&self, kind: &str, name: &str, task_id: &str) -> StoreResult<()> {
+        let now = now_ms();
+        in_write_tx!(self, |tx| {
+            sqlx::query(
+                "INSERT INTO sdp_intents (kind, name, task_id, created_ms) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (kind, name, task_id) DO NOTHING",
+            )
+            .bind(kind)
+            .bind(name)
+            .bind(task_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            Ok(())
+        })
+    }
+
+    /// Whether an object found on the SDP is Flex's: already in the ledger, or made by this
+    /// task's own create whose answer was lost (then it is recorded now). False means an
+    /// operator's object, which Flex uses but never deletes.
+    pub async fn ledger_adopt(
+        &self,
+        kind: &str,
+        sdp_id: u64,
+        name: &str,
+        task_id: &str,
+    ) -> StoreResult<bool> {
+        if self.ledger_is_ours(kind, sdp_id).await? {
+            return Ok(true);
+        }
+        let intended: Option<String> = on_reader!(self, |pool| {
+            sqlx::query_scalar(
+                "SELECT name FROM sdp_intents WHERE kind = $1 AND name = $2 AND task_id = $3",
+            )
+            .bind(kind)
+            .bind(name)
+            .bind(task_id)
+            .fetch_optional(pool)
+            .await?
+        });
+        if intended.is_none() {
+            return Ok(false);
+        }
+        self.ledger_created(kind, sdp_id, name, task_id).await?;
+        Ok(true)
+    }
+
+    /// The ledger's line for an object, deleted or not.
+    pub async fn ledger_entry(&self, kind: &str, sdp_id: u64) -> StoreResult<Option<LedgerEntry>> {
+        Ok(on_reader!(self, |pool| {
+            sqlx::query_as(
+                "SELECT kind, sdp_id, name, task_id, created_ms, deleted_ms FROM sdp_ledger \
+                 WHERE kind = $1 AND sdp_id = $2",
+            )
+            .bind(kind)
+            .bind(sdp_id as i64)
+            .fetch_optional(pool)
+            .await?
+        }))
+    }
+
+    /// Live objects of one kind that a task created.
+    pub async fn ledger_live_of_task(
+        &self,
+        kind: &str,
+        task_id: &str,
+    ) -> StoreResult<Vec<LedgerEntry>> {
+        Ok(on_reader!(self, |pool| {
+            sqlx::query_as(
+                "SELECT kind, sdp_id, name, task_id, created_ms, deleted_ms FROM sdp_ledger \
+                 WHERE kind = $1 AND task_id = $2 AND deleted_ms IS NULL ORDER BY sdp_id",
+            )
+            .bind(kind)
+            .bind(task_id)
+            .fetch_all(pool)
+            .await?
+        }))
     }
 
     /// Notes that an object Flex created is gone from the SDP.

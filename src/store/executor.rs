@@ -184,6 +184,12 @@ impl Store {
             .execute(&mut *tx)
             .await?
             .rows_affected();
+            if done > 0 {
+                sqlx::query("DELETE FROM sdp_intents WHERE task_id = $1")
+                    .bind(request_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             Ok(done > 0)
         })
     }

@@ -170,7 +170,11 @@ pub fn delete_old_clones(ctx: &mut Ctx) -> StepFuture<'_> {
 }
 
 /// Forgets the echo DBs, and removes SDP host objects Flex made that nothing uses any more.
-pub fn forget_old(ctx: &mut Ctx) -> StepFuture<'_> {
+/// Removes the SDP host objects Flex made for the deleted echo DBs once nothing is mapped to
+/// them. Before the records are forgotten: if the array refuses, the echo DB is still listed
+/// and deleting it again finishes the job. (A refresh maps new clones to the same host object
+/// right after, so it has no such step.)
+pub fn release_old_hosts(ctx: &mut Ctx) -> StepFuture<'_> {
     Box::pin(async move {
         let old: Vec<OldEcho> = ctx.load("old_echo")?;
         let mut hosts: Vec<u64> = old
@@ -179,16 +183,20 @@ pub fn forget_old(ctx: &mut Ctx) -> StepFuture<'_> {
             .collect();
         hosts.sort_unstable();
         hosts.dedup();
+        for host in hosts {
+            release_sdp_host(ctx, host).await?;
+        }
+        Ok(())
+    })
+}
+
+pub fn forget_old(ctx: &mut Ctx) -> StepFuture<'_> {
+    Box::pin(async move {
+        let old: Vec<OldEcho> = ctx.load("old_echo")?;
         for echo in &old {
             ctx.store()
                 .delete_echo_db_row(&echo.host_id, &echo.db_id)
                 .await?;
-        }
-        // A refresh maps new clones to the same host object right after: keep it then.
-        if ctx.get("plan").is_none() {
-            for host in hosts {
-                release_sdp_host(ctx, host).await?;
-            }
         }
         Ok(())
     })

@@ -139,12 +139,20 @@ pub fn ensure_sdp_hosts(ctx: &mut Ctx) -> StepFuture<'_> {
                 Some(existing) => Some(existing),
                 None => sdp.find_host(&destination.host_id).await?,
             };
+            // Created before but not answered (a 502, a timeout, a crash): the intent
+            // recorded before the create tells our object from an operator's.
             let reference = match found {
                 Some(existing) => SdpHostRef {
-                    created: ctx.store().ledger_is_ours("host", existing.id).await?,
+                    created: ctx
+                        .store()
+                        .ledger_adopt("host", existing.id, &existing.name, &ctx.request_id)
+                        .await?,
                     sdp_host_id: existing.id,
                 },
                 None => {
+                    ctx.store()
+                        .ledger_intend("host", &destination.host_id, &ctx.request_id)
+                        .await?;
                     let created = sdp.create_host(&destination.host_id, "Windows").await?;
                     ctx.store()
                         .ledger_created("host", created.id, &created.name, &ctx.request_id)
@@ -155,13 +163,23 @@ pub fn ensure_sdp_hosts(ctx: &mut Ctx) -> StepFuture<'_> {
                     }
                 }
             };
-            if sdp.find_host_iqn(&host.host_iqn).await?.is_none() {
-                let iqn = sdp
-                    .create_host_iqn(reference.sdp_host_id, &host.host_iqn)
-                    .await?;
-                ctx.store()
-                    .ledger_created("host_iqn", iqn.id, &iqn.iqn, &ctx.request_id)
-                    .await?;
+            match sdp.find_host_iqn(&host.host_iqn).await? {
+                Some(existing) => {
+                    ctx.store()
+                        .ledger_adopt("host_iqn", existing.id, &existing.iqn, &ctx.request_id)
+                        .await?;
+                }
+                None => {
+                    ctx.store()
+                        .ledger_intend("host_iqn", &host.host_iqn, &ctx.request_id)
+                        .await?;
+                    let iqn = sdp
+                        .create_host_iqn(reference.sdp_host_id, &host.host_iqn)
+                        .await?;
+                    ctx.store()
+                        .ledger_created("host_iqn", iqn.id, &iqn.iqn, &ctx.request_id)
+                        .await?;
+                }
             }
             hosts.insert(destination.host_id.clone(), reference);
             ctx.save("sdp_hosts", &hosts);
@@ -173,9 +191,9 @@ pub fn ensure_sdp_hosts(ctx: &mut Ctx) -> StepFuture<'_> {
 /// Removes an SDP host object Flex created once nothing is mapped to it.
 pub async fn release_sdp_host(ctx: &Ctx, sdp_host_id: u64) -> Result<(), StepError> {
     let sdp = ctx.sdp()?;
-    if !ctx.store().ledger_is_ours("host", sdp_host_id).await? {
+    let Some(host_entry) = ctx.store().ledger_entry("host", sdp_host_id).await? else {
         return Ok(());
-    }
+    };
     if !sdp.list_mappings_of_host(sdp_host_id).await?.is_empty() {
         return Ok(());
     }
@@ -185,9 +203,25 @@ pub async fn release_sdp_host(ctx: &Ctx, sdp_host_id: u64) -> Result<(), StepErr
             &[("host.ref", format!("/hosts/{sdp_host_id}"))],
         )
         .await?;
-    for iqn in iqns {
+    for iqn in &iqns {
         sdp.delete_host_iqn(iqn.id).await?;
         ctx.store().ledger_deleted("host_iqn", iqn.id).await?;
+    }
+    // An initiator deleted by an earlier attempt whose answer was lost is no longer listed;
+    // the ledger still has it. Those the array no longer has are settled here.
+    for entry in ctx
+        .store()
+        .ledger_live_of_task("host_iqn", &host_entry.task_id)
+        .await?
+    {
+        let id = entry.sdp_id as u64;
+        if sdp
+            .get::<crate::sdp::HostIqn>("host_iqns", id)
+            .await?
+            .is_none()
+        {
+            ctx.store().ledger_deleted("host_iqn", id).await?;
+        }
     }
     sdp.delete_host(sdp_host_id).await?;
     ctx.store().ledger_deleted("host", sdp_host_id).await?;

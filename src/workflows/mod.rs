@@ -115,6 +115,7 @@ pub fn steps_for(command_type: &str) -> Vec<Step> {
             Step::new("detach_database", delete::detach_old),
             Step::new("unmap_clones", delete::unmap_old),
             Step::new("delete_clones", delete::delete_old_clones),
+            Step::new("release_sdp_hosts", delete::release_old_hosts),
             Step::new("forget_echo_db", delete::forget_old),
         ],
         DELETE_SNAPSHOT => vec![

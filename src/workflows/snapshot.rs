@@ -287,10 +287,8 @@ pub fn record_snapshot(ctx: &mut Ctx) -> StepFuture<'_> {
         let vg_snapshots: Vec<VgSnapshot> = ctx.load("vg_snapshots")?;
         let snapshot_id = format!("{}_{}_{}", spec.name_prefix, ctx.create_ts, ctx.short_id());
         let host = ctx.store().get_host(&spec.source_host_id).await?;
-        let sdp_id = match ctx.sdp()?.system_state().await {
-            Ok(state) => state.system_id,
-            Err(_) => String::new(),
-        };
+        // Retried like any call: a snapshot recorded without its array cannot be found again.
+        let sdp_id = ctx.sdp()?.system_state().await?.system_id;
         let record = DbSnapshotRecord {
             id: snapshot_id.clone(),
             host_id: spec.source_host_id.clone(),

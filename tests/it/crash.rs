@@ -154,11 +154,12 @@ enum Workflow {
     Refresh,
 }
 
-const DELETE_STEPS: [&str; 5] = [
+const DELETE_STEPS: [&str; 6] = [
     "load_echo_db",
     "detach_database",
     "unmap_clones",
     "delete_clones",
+    "release_sdp_hosts",
     "forget_echo_db",
 ];
 

@@ -404,4 +404,102 @@ crate::on_both_backends!(
     tokens_are_found_listed_and_revoked,
     expired_sessions_are_purged,
     concurrent_writers_all_land,
+    the_ledger_adopts_only_what_a_task_intended,
 );
+
+/// An object found after a create whose answer was lost is the task's own only if that task
+/// said beforehand that it was about to create it.
+async fn the_ledger_adopts_only_what_a_task_intended(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let iqn = "iqn.1991-05.com.microsoft:dev-01";
+    store
+        .ledger_intend("host_iqn", iqn, "task-a")
+        .await
+        .unwrap();
+    store
+        .ledger_intend("host_iqn", iqn, "task-a")
+        .await
+        .unwrap();
+    assert!(
+        !store
+            .ledger_adopt("host_iqn", 12, iqn, "task-b")
+            .await
+            .unwrap(),
+        "another task's intent does not make the object ours"
+    );
+    assert!(
+        !store
+            .ledger_adopt("host", 3, "dev-01", "task-a")
+            .await
+            .unwrap(),
+        "an object nobody intended is an operator's"
+    );
+    assert!(
+        store
+            .ledger_adopt("host_iqn", 12, iqn, "task-a")
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .ledger_adopt("host_iqn", 12, iqn, "task-b")
+            .await
+            .unwrap(),
+        "once in the ledger, it is Flex's for every task"
+    );
+    let entry = store.ledger_entry("host_iqn", 12).await.unwrap().unwrap();
+    assert_eq!(
+        (entry.name.as_str(), entry.task_id.as_str()),
+        (iqn, "task-a")
+    );
+    assert_eq!(entry.deleted_ms, None);
+    let live = store
+        .ledger_live_of_task("host_iqn", "task-a")
+        .await
+        .unwrap();
+    assert_eq!(live, [entry]);
+    store.ledger_deleted("host_iqn", 12).await.unwrap();
+    assert!(
+        store
+            .ledger_live_of_task("host_iqn", "task-a")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .ledger_entry("host_iqn", 12)
+            .await
+            .unwrap()
+            .unwrap()
+            .deleted_ms
+            .is_some()
+    );
+
+    // An intent left by a create that never happened goes when its task ends.
+    store
+        .insert_task(&NewTask {
+            record: task("task-c", "running", "CreateCloneCommand", "ref"),
+            host_ids: vec![],
+        })
+        .await
+        .unwrap();
+    store
+        .ledger_intend("host", "dev-02", "task-c")
+        .await
+        .unwrap();
+    assert!(
+        store
+            .finish_task("task-c", 0, "failed", "refused", None)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .ledger_adopt("host", 4, "dev-02", "task-c")
+            .await
+            .unwrap(),
+        "the ended task's intent is gone"
+    );
+}
