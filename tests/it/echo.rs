@@ -58,6 +58,8 @@ pub struct Options {
     pub dest_disconnect_after: Option<u64>,
     pub lease: Duration,
     pub task_deadline: Duration,
+    /// How long Flex waits for one SDP call.
+    pub sdp_request_timeout: Duration,
 }
 
 impl Default for Options {
@@ -68,13 +70,16 @@ impl Default for Options {
             dest_disconnect_after: None,
             lease: Duration::from_secs(30),
             task_deadline: Duration::from_secs(3600),
+            sdp_request_timeout: Duration::from_secs(30),
         }
     }
 }
 
 pub fn server_config(config: &mut flex::Config, sdp_url: &str, options: &Options) {
     config.agent_heartbeat = Duration::from_secs(1);
-    config.sdp = Some(SdpConfig::new(sdp_url, "admin", "admin"));
+    let mut sdp = SdpConfig::new(sdp_url, "admin", "admin");
+    sdp.request_timeout = options.sdp_request_timeout;
+    config.sdp = Some(sdp);
     config.executor.retry_base = Duration::from_millis(50);
     config.executor.retry_cap = Duration::from_millis(400);
     config.executor.poll = Duration::from_millis(200);
@@ -111,10 +116,10 @@ impl Echo {
             config.sdp = Some(SdpConfig::new(&echo.sdp.url, "admin", "admin"));
             config.databases = databases;
             config.freeze_window = options.freeze_window;
+            config.reconnect_delay = Duration::from_millis(100);
             if host_id != "src-01" {
                 config.faults.reply_delay = options.dest_reply_delay;
                 config.faults.disconnect_after_commands = options.dest_disconnect_after;
-                config.reconnect_delay = Duration::from_millis(100);
             }
             echo.agents
                 .push(AgentEmulator::start(config).await.unwrap());

@@ -8,6 +8,7 @@ mod common;
 mod crash;
 mod echo;
 mod errors;
+mod faults;
 mod hosts;
 mod openapi;
 mod sdp;
