@@ -11,6 +11,8 @@ use crate::{executor::ExecutorConfig, sdp::SdpConfig};
 #[derive(Clone, Debug)]
 pub struct Config {
     pub database_url: String,
+    /// How long a request waits for a database connection before it is answered 503.
+    pub db_acquire_timeout: Duration,
     /// Name of this replica: the `owner` of the tasks it runs.
     pub instance_id: String,
     /// A chosen administrator token; when `None`, one is generated at first start.
@@ -44,6 +46,7 @@ impl Config {
     pub fn new(database_url: impl Into<String>) -> Config {
         Config {
             database_url: database_url.into(),
+            db_acquire_timeout: crate::store::DEFAULT_ACQUIRE_TIMEOUT,
             instance_id: DEFAULT_INSTANCE_ID.to_owned(),
             admin_token: None,
             admin_user: None,
@@ -76,6 +79,11 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub database: DatabaseArgs,
+
+    /// Milliseconds a request waits for a database connection before it is answered 503
+    /// (what bounds a request while the database is down or overloaded).
+    #[arg(long, env = "FLEX_DB_ACQUIRE_TIMEOUT_MS", default_value_t = 5_000)]
+    pub db_acquire_timeout_ms: u64,
 
     /// Name of this replica; the `owner` of the tasks it runs.
     #[arg(long, env = "FLEX_INSTANCE_ID", default_value = DEFAULT_INSTANCE_ID)]
@@ -176,6 +184,7 @@ impl ServeArgs {
     pub fn into_config(self) -> Config {
         Config {
             database_url: self.database.database_url,
+            db_acquire_timeout: Duration::from_millis(self.db_acquire_timeout_ms.max(100)),
             instance_id: self.instance_id,
             admin_token: self.admin_token.filter(|t| !t.is_empty()),
             admin_user: self.admin_user.filter(|u| !u.is_empty()),

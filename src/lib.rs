@@ -64,7 +64,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), FlexError> {
-    let store = Store::connect(&config.database_url).await?;
+    let store = Store::connect_with(&config.database_url, config.db_acquire_timeout).await?;
     store.migrate().await?;
     if let Some(token) = auth::bootstrap_admin_token(&store, config.admin_token.as_deref()).await? {
         // Shown once, on stdout and not in the logs: only its hash is kept.

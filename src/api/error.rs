@@ -138,6 +138,13 @@ impl IntoResponse for ApiError {
             other => tracing::debug!(code = other.code(), message = %other, "request refused"),
         }
         let mut response = self.status().into_response();
+        if matches!(self, ApiError::Unavailable) {
+            // Pipelines poll; tell them when asking again makes sense.
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
         response.extensions_mut().insert(ErrorBody {
             code: self.code(),
             message: self.to_string(),

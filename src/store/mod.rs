@@ -37,7 +37,7 @@ static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// How long a request waits for a database connection before it is answered 503: a pipeline
 /// retrying on 503 is better served than one hanging on an unreachable database.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -142,10 +142,16 @@ impl Store {
     /// Opens the database named by `url`: `sqlite://path` (created if missing), `sqlite::memory:`
     /// or `postgres://…`. Does not migrate; call [`Store::migrate`].
     pub async fn connect(url: &str) -> StoreResult<Store> {
+        Self::connect_with(url, DEFAULT_ACQUIRE_TIMEOUT).await
+    }
+
+    /// [`Store::connect`], with how long a query waits for a connection before it fails as
+    /// unavailable (the API answers 503): what bounds a request while the database is down.
+    pub async fn connect_with(url: &str, acquire_timeout: Duration) -> StoreResult<Store> {
         let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let pool = PgPoolOptions::new()
                 .max_connections(16)
-                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .acquire_timeout(acquire_timeout)
                 .connect(url)
                 .await?;
             Backend::Postgres(pool)
@@ -159,7 +165,7 @@ impl Store {
             let in_memory = url.contains(":memory:") || url.contains("mode=memory");
             let writer = SqlitePoolOptions::new()
                 .max_connections(1)
-                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .acquire_timeout(acquire_timeout)
                 .connect_with(options.clone())
                 .await?;
             // An in-memory database exists once per connection: readers must share the writer.
@@ -168,7 +174,7 @@ impl Store {
             } else {
                 SqlitePoolOptions::new()
                     .max_connections(8)
-                    .acquire_timeout(ACQUIRE_TIMEOUT)
+                    .acquire_timeout(acquire_timeout)
                     .connect_with(options.read_only(true))
                     .await?
             };

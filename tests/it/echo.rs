@@ -60,6 +60,10 @@ pub struct Options {
     pub task_deadline: Duration,
     /// How long Flex waits for one SDP call.
     pub sdp_request_timeout: Duration,
+    /// Flex reaches its (Postgres) database through this local port instead: a proxy the
+    /// test can cut.
+    pub database_port: Option<u16>,
+    pub db_acquire_timeout: Duration,
 }
 
 impl Default for Options {
@@ -71,6 +75,8 @@ impl Default for Options {
             lease: Duration::from_secs(30),
             task_deadline: Duration::from_secs(3600),
             sdp_request_timeout: Duration::from_secs(30),
+            database_port: None,
+            db_acquire_timeout: flex::store::DEFAULT_ACQUIRE_TIMEOUT,
         }
     }
 }
@@ -88,6 +94,12 @@ pub fn server_config(config: &mut flex::Config, sdp_url: &str, options: &Options
     config.executor.task_deadline = options.task_deadline;
     config.admin_user = Some("admin".into());
     config.admin_password = Some("pw".into());
+    config.db_acquire_timeout = options.db_acquire_timeout;
+    if let Some(port) = options.database_port {
+        let mut url = reqwest::Url::parse(&config.database_url).unwrap();
+        url.set_port(Some(port)).unwrap();
+        config.database_url = url.to_string();
+    }
 }
 
 impl Echo {

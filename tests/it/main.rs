@@ -11,6 +11,7 @@ mod errors;
 mod faults;
 mod hosts;
 mod openapi;
+mod outage;
 mod sdp;
 mod serve;
 mod store;
