@@ -195,7 +195,7 @@ async fn bench_backend(label: &str, database_url: &str, tasks: usize, clones: us
     );
 
     // Application-consistent clones, one at a time: per-step time and freeze overhead.
-    let mut step_ms: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
+    let mut step_ms: std::collections::BTreeMap<String, Vec<(f64, f64, f64)>> = Default::default();
     let mut freeze_overhead = Vec::new();
     for n in 0..clones {
         let task: Value = http
@@ -227,24 +227,34 @@ async fn bench_backend(label: &str, database_url: &str, tasks: usize, clones: us
             if let Some(ms) = detail["frozen_ms"].as_f64() {
                 frozen_ms = ms;
             }
+            let waited = detail["waited_ms"].as_f64().unwrap_or(0.0);
+            let overhead = detail["overhead_ms"].as_f64().unwrap_or(0.0);
             step_ms
                 .entry(step.name)
                 .or_default()
-                .push((step.finished_ms - step.started_ms) as f64);
+                .push((waited + overhead, waited, overhead));
         }
         freeze_overhead.push(frozen_ms - sdp_ms);
     }
     println!(
         "{label}: per step over {clones} application-consistent clones (ms, end to end with zero-latency emulators):"
     );
-    println!("| step | p50 | p99 |");
-    println!("|---|---|---|");
-    for (name, mut values) in step_ms {
-        values.sort_by(f64::total_cmp);
+    println!("| step | took p50 | took p99 | waited p50 | overhead p50 | overhead p99 |");
+    println!("|---|---|---|---|---|---|");
+    for (name, values) in step_ms {
+        let column = |pick: fn(&(f64, f64, f64)) -> f64| {
+            let mut column: Vec<f64> = values.iter().map(pick).collect();
+            column.sort_by(f64::total_cmp);
+            column
+        };
+        let (took, waited, overhead) = (column(|v| v.0), column(|v| v.1), column(|v| v.2));
         println!(
-            "| {name} | {:.1} | {:.1} |",
-            percentile(&values, 0.5),
-            percentile(&values, 0.99)
+            "| {name} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            percentile(&took, 0.5),
+            percentile(&took, 0.99),
+            percentile(&waited, 0.5),
+            percentile(&overhead, 0.5),
+            percentile(&overhead, 0.99)
         );
     }
     freeze_overhead.sort_by(f64::total_cmp);

@@ -15,6 +15,7 @@ pub mod executor;
 pub mod metrics;
 pub mod sdp;
 pub mod store;
+pub mod timing;
 pub mod workflows;
 
 use std::{future::Future, sync::Arc, time::Duration};

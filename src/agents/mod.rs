@@ -444,7 +444,7 @@ impl AgentHub {
                 continue;
             }
             let wait = POLL_INTERVAL.min(Duration::from_millis(remaining as u64));
-            let _ = tokio::time::timeout(wait, waiter.notified()).await;
+            let _ = crate::timing::waiting(tokio::time::timeout(wait, waiter.notified())).await;
         }
     }
 

@@ -17,7 +17,7 @@ use std::{
     time::Duration,
 };
 
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 use tokio::sync::{Notify, watch};
 
 pub use step::{Ctx, Step, StepError, StepFuture};
@@ -158,10 +158,8 @@ impl Executor {
     }
 
     fn spawn_workers(&self) {
-        for worker in 0..self.inner.config.workers.max(1) {
-            let executor = self.clone();
-            tokio::spawn(async move { executor.work(worker).await });
-        }
+        let executor = self.clone();
+        tokio::spawn(async move { executor.dispatch().await });
     }
 
     pub fn shutdown(&self) {
@@ -169,9 +167,23 @@ impl Executor {
         self.inner.wake.notify_waiters();
     }
 
-    async fn work(&self, worker: usize) {
+    /// One claimer for the whole process: it claims a task whenever a slot is free and runs it
+    /// on its own tokio task. Idle, it costs one claim query per wake-up or poll, however many
+    /// slots (`workers`) there are, so thousands of concurrent tasks need no thousands of
+    /// pollers.
+    async fn dispatch(&self) {
         let mut stop = self.inner.stop.subscribe();
+        let slots = Arc::new(tokio::sync::Semaphore::new(
+            self.inner.config.workers.max(1),
+        ));
         loop {
+            let slot = tokio::select! {
+                slot = slots.clone().acquire_owned() => match slot {
+                    Ok(slot) => slot,
+                    Err(_) => return,
+                },
+                _ = stop.changed() => return,
+            };
             if *stop.borrow() {
                 return;
             }
@@ -183,14 +195,18 @@ impl Executor {
                 .await
             {
                 Ok(Some(task)) => {
-                    // Another worker may find more to do.
-                    self.inner.wake.notify_one();
-                    self.run(task).await;
+                    let executor = self.clone();
+                    tokio::spawn(async move {
+                        executor.run(task).await;
+                        drop(slot);
+                    });
+                    // There may be more to claim: go round again at once.
                     continue;
                 }
                 Ok(None) => {}
-                Err(err) => tracing::warn!(worker, error = %err, "cannot claim tasks"),
+                Err(err) => tracing::warn!(error = %err, "cannot claim tasks"),
             }
+            drop(slot);
             tokio::select! {
                 _ = self.inner.wake.notified() => {}
                 _ = tokio::time::sleep(self.inner.config.poll) => {}
@@ -288,11 +304,27 @@ impl Executor {
                     .await;
             }
             let started = now_ms();
-            match self
-                .attempt(&mut ctx, step.name, step.run, deadline_ms, lost)
-                .await
-            {
-                Ok(()) => {}
+            let clock = std::time::Instant::now();
+            let (outcome, waited) = crate::timing::measure(self.attempt(
+                &mut ctx,
+                step.name,
+                step.run,
+                deadline_ms,
+                lost,
+            ))
+            .await;
+            match outcome {
+                Ok(()) => {
+                    // What the step waited for (SDP, agents, retry pauses) and what it cost
+                    // Flex itself: the orchestration overhead the benchmarks report.
+                    let took = clock.elapsed();
+                    let millis = |d: std::time::Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
+                    ctx.detail.insert("waited_ms".into(), json!(millis(waited)));
+                    ctx.detail.insert(
+                        "overhead_ms".into(),
+                        json!(millis(took.saturating_sub(waited))),
+                    );
+                }
                 // The failed step may have done part of its work: its undo runs too (undos
                 // look up what exists, so undoing what never happened is harmless).
                 Err((state, message)) => {
@@ -396,7 +428,7 @@ impl Executor {
                     tracing::info!(step = name, attempts, %message, "transient failure; retrying");
                     self.inner.metrics.step_retried();
                     let jitter = rand::random::<f64>() * 0.5 + 0.75;
-                    tokio::time::sleep(delay.mul_f64(jitter)).await;
+                    crate::timing::waiting(tokio::time::sleep(delay.mul_f64(jitter))).await;
                     delay = (delay * 2).min(self.inner.config.retry_cap);
                 }
             }

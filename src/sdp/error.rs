@@ -107,6 +107,12 @@ impl SdpError {
         match status {
             // Only a write can leave something behind; a failed read is simply retried.
             502 if *method != Method::GET => SdpError::Ambiguous { call, message },
+            // The name is taken: by an earlier attempt whose answer was lost, or by a task
+            // creating the same shared object (a destination's SDP host) at the same moment.
+            // Either way, look it up instead of creating it.
+            409 if *method == Method::POST && code.as_deref() == Some("MC_ERR_OBJECT_EXISTS") => {
+                SdpError::Ambiguous { call, message }
+            }
             429 | 500..=599 => SdpError::Transient {
                 call,
                 status: Some(status),
@@ -182,5 +188,13 @@ mod tests {
         assert_eq!(refused.code(), Some("MC_ERR_BAD_PARAMS"));
         assert!(classify(Method::GET, 404, "").is_not_found());
         assert!(!classify(Method::DELETE, 409, "").is_retryable());
+        assert!(
+            classify(
+                Method::POST,
+                409,
+                r#"{"error_code":"MC_ERR_OBJECT_EXISTS"}"#
+            )
+            .may_have_happened()
+        );
     }
 }

@@ -158,7 +158,7 @@ impl SdpClient {
         }
         let started = Instant::now();
         let ref_id = self.ref_id.as_deref().unwrap_or_default();
-        let response = match request.send().await {
+        let response = match crate::timing::waiting(request.send()).await {
             Ok(response) => response,
             Err(err) => {
                 tracing::warn!(%ref_id, %call, error = %err, "SDP call failed");
@@ -172,8 +172,7 @@ impl SdpClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let text = response
-            .text()
+        let text = crate::timing::waiting(response.text())
             .await
             .map_err(|err| SdpError::from_transport(call.clone(), &method, &err))?;
         let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;

@@ -1,0 +1,231 @@
+//! Many clone workflows at once against a slow array: 1,000 concurrent clones with 200 ms of
+//! latency on every SDP call. All must finish, none twice, and Flex's memory must stay
+//! bounded; reported are the wall time, each clone's time end to end, and the server's
+//! resident memory idle, at its peak (`VmHWM`) and after.
+//!
+//! `flex serve` (SQLite) runs as its own process pinned to CPU 0; the SDP emulator, the
+//! emulated hosts (one source, `--hosts` destinations) and the load generator share CPU 1.
+//!
+//! Run: `cargo bench --bench clones` (options: `--clones 1000`, `--latency-ms 200`,
+//! `--hosts 20`, `--workers 1000`).
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{ADMIN_TOKEN, arg, free_port, memory_kib, percentile, spawn_flex, wait_ready};
+use flex::{
+    emulators::{
+        agent::{AgentEmulator, AgentEmulatorConfig, DatabaseSpec, FileSpec},
+        sdp::{SdpEmulator, SdpEmulatorConfig},
+    },
+    sdp::SdpConfig,
+    store::{Store, TaskFilter},
+};
+use futures_util::{StreamExt, stream};
+use serde_json::{Value, json};
+
+fn source_database() -> DatabaseSpec {
+    let file = |name: &str, kind: &str, volume: &str, size_mb| FileSpec {
+        name: name.into(),
+        kind: kind.into(),
+        volume: volume.into(),
+        volume_group: "vg-sales".into(),
+        size_mb,
+    };
+    DatabaseSpec {
+        id: "5".into(),
+        name: "sales".into(),
+        files: vec![
+            file("sales_data", "data", "sales-data", 1024),
+            file("sales_log", "log", "sales-log", 256),
+        ],
+    }
+}
+
+async fn run(clones: usize, latency_ms: u64, hosts: usize, workers: usize) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sdp = SdpEmulator::start(SdpEmulatorConfig::default(), listener)
+        .await
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("flex-bench-clones-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let database_url = format!("sqlite://{}", dir.join("flex.db").display());
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let workers_setting = workers.to_string();
+    let server = spawn_flex(
+        port,
+        &database_url,
+        Some("0"),
+        &[
+            ("FLEX_SDP_URL", &sdp.url),
+            ("FLEX_SDP_USER", "admin"),
+            ("FLEX_SDP_PASSWORD", "admin"),
+            ("FLEX_WORKERS", &workers_setting),
+        ],
+    );
+    let pid = server.pid();
+    let http = reqwest::Client::new();
+    wait_ready(&http, &base).await;
+
+    let destinations: Vec<String> = (0..hosts).map(|n| format!("dev-{n:02}")).collect();
+    let mut agents = Vec::new();
+    for host_id in std::iter::once("src-01").chain(destinations.iter().map(String::as_str)) {
+        let answer: Value = http
+            .put(format!("{base}/api/v1/hosts/{host_id}"))
+            .bearer_auth(ADMIN_TOKEN)
+            .body(r#"{"db_vendor":"mssql"}"#)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let mut config =
+            AgentEmulatorConfig::new(&base, host_id, answer["token"].as_str().unwrap());
+        config.sdp = Some(SdpConfig::new(&sdp.url, "admin", "admin"));
+        if host_id == "src-01" {
+            config.databases = vec![source_database()];
+        }
+        agents.push(AgentEmulator::start(config).await.unwrap());
+    }
+    while !agents.iter().all(AgentEmulator::is_connected) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let latency = http
+        .put(format!("{}/emulator/latency", sdp.url))
+        .basic_auth("admin", Some("admin"))
+        .json(&json!({"ms": latency_ms}))
+        .send()
+        .await
+        .unwrap();
+    assert!(latency.status().is_success());
+    let idle_kib = memory_kib(pid, "VmRSS:");
+
+    let started = Instant::now();
+    let created: Vec<String> = stream::iter(0..clones)
+        .map(|n| {
+            let (http, base) = (http.clone(), base.clone());
+            let host_id = destinations[n % hosts].clone();
+            async move {
+                let response = http
+                    .post(format!("{base}/api/echo/v1/echo_dbs"))
+                    .bearer_auth(ADMIN_TOKEN)
+                    .json(&json!({
+                        "source_host_id": "src-01",
+                        "consistency_level": "crash",
+                        "destinations": [{"host_id": host_id, "db_id": "5", "db_name": format!("copy{n:04}")}],
+                    }))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), 200);
+                let task: Value = response.json().await.unwrap();
+                task["request_id"].as_str().unwrap().to_owned()
+            }
+        })
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    let submitted = started.elapsed();
+    println!("{} clones requested in {submitted:.2?}", created.len());
+
+    let store = Store::connect(&database_url).await.unwrap();
+    let mut last_report = Instant::now();
+    loop {
+        let running = store.running_tasks().await.unwrap().len();
+        if running == 0 {
+            break;
+        }
+        if last_report.elapsed() > Duration::from_secs(10) {
+            println!(
+                "  {running} still running after {:.0?}; flex RSS {} MiB",
+                started.elapsed(),
+                memory_kib(pid, "VmRSS:") / 1024
+            );
+            last_report = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let all_done = started.elapsed();
+    let peak_kib = memory_kib(pid, "VmHWM:");
+    let after_kib = memory_kib(pid, "VmRSS:");
+
+    let count = |state: &str| {
+        let store = store.clone();
+        let state = state.to_owned();
+        async move {
+            store
+                .list_tasks(&TaskFilter {
+                    state: Some(state),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .len()
+        }
+    };
+    let (completed, failed) = (count("completed").await, count("failed").await);
+    let mut durations = Vec::new();
+    for id in &created {
+        let steps = store.task_steps(id).await.unwrap();
+        if let (Some(first), Some(last)) = (steps.first(), steps.last()) {
+            durations.push((last.finished_ms - first.started_ms) as f64 / 1000.0);
+        }
+    }
+    durations.sort_by(f64::total_cmp);
+    let array = sdp.snapshot_state();
+    let thin_clones = array.volumes.values().filter(|v| v.is_thin_clone).count();
+    let live = store.ledger_live().await.unwrap();
+
+    println!(
+        "{clones} concurrent clones, SDP latency {latency_ms} ms, {hosts} destination hosts, {workers} workers:"
+    );
+    println!(
+        "  all ended in {all_done:.1?}: {completed} completed, {failed} failed; per clone p50 {:.1} s, p99 {:.1} s, max {:.1} s",
+        percentile(&durations, 0.5),
+        percentile(&durations, 0.99),
+        durations.last().copied().unwrap_or(0.0)
+    );
+    println!(
+        "  array: {thin_clones} thin clones, {} snapshots, {} mappings; ledger: {} live objects",
+        array.snapshots.len(),
+        array.mappings.len(),
+        live.len()
+    );
+    println!(
+        "  flex RSS: idle {:.1} MiB, peak {:.1} MiB, after {:.1} MiB",
+        idle_kib as f64 / 1024.0,
+        peak_kib as f64 / 1024.0,
+        after_kib as f64 / 1024.0
+    );
+    assert_eq!(completed, clones, "every clone completes");
+    assert_eq!(thin_clones, 2 * clones, "two thin clones each, none twice");
+    store.close().await;
+    for agent in agents {
+        agent.stop();
+    }
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn main() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let clones = arg("--clones", 1000usize);
+    let latency_ms = arg("--latency-ms", 200u64);
+    let hosts = arg("--hosts", 20usize).max(1);
+    let workers = arg("--workers", 1000usize);
+    let _ = std::process::Command::new("taskset")
+        .args(["-a", "-p", "-c", "1", &std::process::id().to_string()])
+        .stdout(std::process::Stdio::null())
+        .status();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(run(clones, latency_ms, hosts, workers));
+}
