@@ -4,11 +4,16 @@
 //!
 //! Run: `cargo bench --bench http` (options: `--seconds N`, `--connections N`).
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::{
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     sync::Arc,
     time::{Duration, Instant},
 };
+
+use common::{ADMIN_TOKEN, Server, arg, free_port, spawn_flex, wait_ready};
 
 use flex::{
     auth::{self, TokenSpec},
@@ -16,36 +21,10 @@ use flex::{
 };
 use serde_json::json;
 
-const ADMIN_TOKEN: &str = "bench-admin-token";
 const HOSTS: usize = 1000;
 const DATABASES_PER_HOST: usize = 10;
 const SNAPSHOTS_PER_HOST: usize = 10;
 const TASKS: usize = 1000;
-
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Child_(Child);
-impl Drop for Child_ {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// The baseline: this same binary, re-run as a minimal axum server that answers every GET
 /// with the bytes of the file it was given.
@@ -211,8 +190,8 @@ fn main() {
         return;
     }
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let seconds = arg("--seconds", 5);
-    let connections = arg("--connections", 32);
+    let seconds = arg("--seconds", 5u64);
+    let connections = arg("--connections", 32u64);
     // The load generator on CPU 1; servers on CPU 0.
     let _ = Command::new("taskset")
         .args(["-a", "-p", "-c", "1", &std::process::id().to_string()])
@@ -232,23 +211,10 @@ fn main() {
         println!("seeded {HOSTS} hosts × {DATABASES_PER_HOST} databases × {SNAPSHOTS_PER_HOST} snapshots and {TASKS} tasks in {:.1?}", started.elapsed());
 
         let port = free_port();
-        let _flex = Child_(
-            Command::new("taskset")
-                .args(["-c", "0", env!("CARGO_BIN_EXE_flex"), "serve", "--listen", &format!("127.0.0.1:{port}"), "--database-url", &url])
-                .env("FLEX_ADMIN_TOKEN", ADMIN_TOKEN)
-                .env("FLEX_LOG", "error")
-                .stdout(Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
+        let _flex = spawn_flex(port, &url, Some("0"), &[]);
         let base = format!("http://127.0.0.1:{port}");
         let http = reqwest::Client::new();
-        for _ in 0..400 {
-            if http.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status() == 200) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        wait_ready(&http, &base).await;
         let endpoints = [
             ("GET host", "/api/v1/hosts/host0500".to_owned()),
             ("GET task", format!("/api/echo/v1/tasks/{first_task}")),
@@ -265,7 +231,7 @@ fn main() {
             let (conns, secs) = if path.ends_with("topology") { (4, seconds) } else { (connections, seconds) };
             let flex = load(&format!("{base}{path}"), conns, secs, true).await;
             let baseline_port = free_port();
-            let _baseline = Child_(
+            let _baseline = Server(
                 Command::new("taskset")
                     .args(["-c", "0", std::env::current_exe().unwrap().to_str().unwrap(), "--baseline-server", &baseline_port.to_string(), body_file.to_str().unwrap()])
                     .stdout(Stdio::null())

@@ -4,88 +4,34 @@
 //! that say `hello` and then stay idle, and reports the server's resident memory before and
 //! after, per connection. Run: `cargo bench --bench idle_agents -- --agents 10000`.
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::{
-    process::{Child, Command, Stdio},
     sync::Arc,
     time::{Duration, Instant},
 };
+
+use common::{ADMIN_TOKEN, arg, free_port, memory_kib, spawn_flex, wait_ready};
 
 use futures_util::{SinkExt, StreamExt, stream};
 use tokio_tungstenite::tungstenite::{
     Message, client::IntoClientRequest, http::HeaderValue, protocol::WebSocketConfig,
 };
 
-const ADMIN_TOKEN: &str = "bench-admin-token";
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::main]
 async fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let agents = arg("--agents", 1000);
+    let agents = arg("--agents", 1000usize);
     let dir = std::env::temp_dir().join(format!("flex-bench-agents-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let server = Server(
-        Command::new(env!("CARGO_BIN_EXE_flex"))
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .args([
-                "--database-url",
-                &format!("sqlite://{}", dir.join("flex.db").display()),
-            ])
-            .env("FLEX_ADMIN_TOKEN", ADMIN_TOKEN)
-            .env("FLEX_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start flex serve"),
-    );
-    let pid = server.0.id();
+    let database_url = format!("sqlite://{}", dir.join("flex.db").display());
+    let server = spawn_flex(port, &database_url, None, &[]);
+    let pid = server.pid();
     let http = reqwest::Client::new();
-    for _ in 0..200 {
-        if http
-            .get(format!("{base}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_ready(&http, &base).await;
 
     let started = Instant::now();
     let tokens: Vec<(String, String)> = stream::iter(0..agents)
@@ -113,7 +59,7 @@ async fn main() {
     println!("registered {agents} hosts in {:.1?}", started.elapsed());
 
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let before = rss_kib(pid);
+    let before = memory_kib(pid, "VmRSS:");
     let url = Arc::new(format!("ws://127.0.0.1:{port}/api/v1/agent/ws"));
     let started = Instant::now();
     let sockets: Vec<_> = stream::iter(tokens)
@@ -160,7 +106,7 @@ async fn main() {
         })
         .collect();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let after = rss_kib(pid);
+    let after = memory_kib(pid, "VmRSS:");
     let hosts: serde_json::Value = http
         .get(format!("{base}/api/v1/hosts"))
         .bearer_auth(ADMIN_TOKEN)

@@ -9,10 +9,15 @@
 //!
 //! Run: `cargo bench --bench tasks` (options: `--tasks N`, `--clones N`).
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::{
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
+
+use common::{ADMIN_TOKEN, arg, free_port, percentile, spawn_flex, wait_ready};
 
 use flex::{
     emulators::{
@@ -25,40 +30,6 @@ use flex::{
 use futures_util::{StreamExt, stream};
 use serde_json::{Value, json};
 
-const ADMIN_TOKEN: &str = "bench-admin-token";
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Server(Child);
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
 async fn bench_backend(label: &str, database_url: &str, tasks: usize, clones: usize) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let sdp = SdpEmulator::start(SdpEmulatorConfig::default(), listener)
@@ -66,40 +37,19 @@ async fn bench_backend(label: &str, database_url: &str, tasks: usize, clones: us
         .unwrap();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let _server = Server(
-        Command::new("taskset")
-            .args([
-                "-c",
-                "0",
-                env!("CARGO_BIN_EXE_flex"),
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--database-url",
-                database_url,
-            ])
-            .env("FLEX_ADMIN_TOKEN", ADMIN_TOKEN)
-            .env("FLEX_SDP_URL", &sdp.url)
-            .env("FLEX_SDP_USER", "admin")
-            .env("FLEX_SDP_PASSWORD", "admin")
-            .env("FLEX_WORKERS", "8")
-            .env("FLEX_LOG", "error")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let _server = spawn_flex(
+        port,
+        database_url,
+        Some("0"),
+        &[
+            ("FLEX_SDP_URL", &sdp.url),
+            ("FLEX_SDP_USER", "admin"),
+            ("FLEX_SDP_PASSWORD", "admin"),
+            ("FLEX_WORKERS", "8"),
+        ],
     );
     let http = reqwest::Client::new();
-    for _ in 0..400 {
-        if http
-            .get(format!("{base}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    wait_ready(&http, &base).await;
     let mut agents = Vec::new();
     for (host_id, databases) in [
         (
@@ -271,8 +221,8 @@ async fn bench_backend(label: &str, database_url: &str, tasks: usize, clones: us
 
 fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let tasks = arg("--tasks", 2000);
-    let clones = arg("--clones", 50);
+    let tasks = arg("--tasks", 2000usize);
+    let clones = arg("--clones", 50usize);
     let _ = Command::new("taskset")
         .args(["-a", "-p", "-c", "1", &std::process::id().to_string()])
         .stdout(Stdio::null())

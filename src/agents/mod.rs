@@ -31,6 +31,9 @@ use crate::store::{AgentCommandRecord, Store, StoreError};
 /// How often a replica looks for commands other replicas enqueued for its agents, and a
 /// waiter for replies another replica stored.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// A waiting call re-reads its command this often even without a wake-up (a safety net: the
+/// delivery loop wakes waiters whose replies another replica stored).
+const RECHECK_INTERVAL: Duration = Duration::from_secs(5);
 /// Outgoing messages queued per connection before senders wait.
 const OUTBOX_DEPTH: usize = 16;
 
@@ -213,8 +216,26 @@ impl AgentHub {
                 if let Err(err) = hub.deliver_enqueued().await {
                     tracing::warn!(error = %err, "agent command delivery failed");
                 }
+                if let Err(err) = hub.wake_settled_waiters().await {
+                    tracing::warn!(error = %err, "cannot check for replies");
+                }
             }
         });
+        Ok(())
+    }
+
+    /// Wakes the calls whose replies landed on another replica (those that landed here woke
+    /// their caller already): one query for all waiting calls, not one poll per call.
+    async fn wake_settled_waiters(&self) -> Result<(), StoreError> {
+        let waiting: Vec<String> = lock(&self.inner.waiters).keys().cloned().collect();
+        if waiting.is_empty() {
+            return Ok(());
+        }
+        for id in self.inner.store.settled_agent_commands(&waiting).await? {
+            if let Some(waiter) = lock(&self.inner.waiters).get(&id) {
+                waiter.notify_one();
+            }
+        }
         Ok(())
     }
 
@@ -443,7 +464,7 @@ impl AgentHub {
                 // The reply landed just before the deadline: read it on the next turn.
                 continue;
             }
-            let wait = POLL_INTERVAL.min(Duration::from_millis(remaining as u64));
+            let wait = RECHECK_INTERVAL.min(Duration::from_millis(remaining as u64));
             let _ = crate::timing::waiting(tokio::time::timeout(wait, waiter.notified())).await;
         }
     }

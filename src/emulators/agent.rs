@@ -211,6 +211,8 @@ struct HostState {
 struct Shared {
     config: AgentEmulatorConfig,
     sdp: Option<SdpClient>,
+    /// For the SDP emulator's own endpoints.
+    http: reqwest::Client,
     state: Mutex<HostState>,
     connected: AtomicBool,
     refused_auth: AtomicBool,
@@ -286,6 +288,13 @@ impl AgentEmulator {
             }),
             config,
             sdp,
+            http: {
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                reqwest::Client::builder()
+                    .timeout(Duration::from_secs(10))
+                    .build()
+                    .map_err(|err| AgentEmulatorError::Config(err.to_string()))?
+            },
             connected: AtomicBool::new(false),
             refused_auth: AtomicBool::new(false),
             welcomed: AtomicU64::new(0),
@@ -770,6 +779,23 @@ async fn visible_serials(shared: &Shared) -> Result<Vec<String>, String> {
     let Some(sdp) = &shared.sdp else {
         return Ok(Vec::new());
     };
+    // A real host's rescan asks its own disks, not the array: the SDP emulator answers what the
+    // host would find in one call. Against an array without that endpoint, ask the API.
+    if let Some(config) = &shared.config.sdp {
+        let answer = shared
+            .http
+            .get(format!("{}/emulator/visible_serials", config.url))
+            .basic_auth(&config.user, Some(&config.password))
+            .query(&[("iqn", &shared.config.host.iqn)])
+            .send()
+            .await;
+        if let Ok(response) = answer
+            && response.status().is_success()
+            && let Ok(serials) = response.json::<Vec<String>>().await
+        {
+            return Ok(serials);
+        }
+    }
     let lookup = async {
         let Some(host) = sdp.find_host_by_iqn(&shared.config.host.iqn).await? else {
             return Ok(Vec::new());

@@ -153,6 +153,8 @@ impl Store {
 
     /// Enqueues a command. Its id is deterministic, so enqueuing the same command again (a
     /// retried step, a restarted executor) returns the existing row instead of a duplicate.
+    /// A command that expired unanswered is revived with the new deadline: the retry must
+    /// reach the host again (which answers from memory if it acted the first time).
     pub async fn enqueue_agent_command(
         &self,
         command: &AgentCommandRecord,
@@ -162,7 +164,8 @@ impl Store {
                 "INSERT INTO agent_commands (id, host_id, name, args, ref_id, state, reply, \
                  created_ms, deadline_ms, delivered_count, replied_ms) \
                  VALUES ($1, $2, $3, $4, $5, 'pending', NULL, $6, $7, 0, NULL) \
-                 ON CONFLICT (id) DO NOTHING",
+                 ON CONFLICT (id) DO UPDATE SET state = 'pending', deadline_ms = $7 \
+                 WHERE agent_commands.state = 'expired'",
             )
             .bind(&command.id)
             .bind(&command.host_id)
@@ -194,6 +197,28 @@ impl Store {
         Ok(on_reader!(self, |pool| {
             sqlx::query_as(sql).bind(id).fetch_optional(pool).await?
         }))
+    }
+
+    /// Which of these commands have a reply (or ended without one): one query for all the
+    /// commands a replica waits on, whichever replica received the replies.
+    pub async fn settled_agent_commands(&self, ids: &[String]) -> StoreResult<Vec<String>> {
+        let mut settled = Vec::new();
+        for chunk in ids.chunks(500) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
+            let sql = format!(
+                "SELECT id FROM agent_commands WHERE state IN ('done', 'expired') AND id IN ({})",
+                placeholders.join(", ")
+            );
+            let found: Vec<String> = on_reader!(self, |pool| {
+                let mut query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.as_str()));
+                for id in chunk {
+                    query = query.bind(id);
+                }
+                query.fetch_all(pool).await?
+            });
+            settled.extend(found);
+        }
+        Ok(settled)
     }
 
     /// Commands not yet sent whose host's socket `instance` holds.
@@ -272,7 +297,9 @@ impl Store {
         })
     }
 
-    /// Stores an agent's reply. The first reply wins; a repeated one returns false.
+    /// Stores an agent's reply. The first reply wins; a repeated one returns false. A reply to
+    /// an expired command is dropped: a retried call revives the command, and the host, which
+    /// keeps its replies, answers that one from memory.
     pub async fn store_agent_reply(&self, id: &str, reply: &str, now_ms: i64) -> StoreResult<bool> {
         in_write_tx!(self, |tx| {
             let stored = sqlx::query(

@@ -120,14 +120,19 @@ impl Rig {
     }
 
     /// A second hub on the same database, as an executor replica elsewhere would hold.
+    /// The hub of a second replica that holds no agent socket, started as `run` starts it:
+    /// its commands reach the agent through the outbox, and its loop wakes it when the reply
+    /// lands on the other replica.
     async fn executor_hub(&self) -> AgentHub {
         let store = self.server.db.store().await;
-        AgentHub::new(
+        let hub = AgentHub::new(
             store,
             "executor-1",
             Duration::from_secs(1),
             Duration::from_secs(30),
-        )
+        );
+        hub.start().await.unwrap();
+        hub
     }
 }
 
@@ -340,7 +345,7 @@ async fn a_command_round_trips_through_the_outbox_with_a_deadline(backend: Backe
 
 async fn a_slow_agent_times_out_and_the_command_is_not_delivered_late(backend: Backend) {
     let rig = rig(backend).await;
-    let _agent = rig
+    let agent = rig
         .connected_host("src-01", |config| {
             config.databases = source_databases();
             config.faults.reply_delay = Duration::from_millis(1500);
@@ -366,6 +371,22 @@ async fn a_slow_agent_times_out_and_the_command_is_not_delivered_late(backend: B
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let row = store.get_agent_command("slow-1").await.unwrap().unwrap();
     assert_eq!(row.state, "expired");
+
+    // A retried step calls again with the same id and a new deadline: the command is sent
+    // again (it is not left expired forever) and answered, by a host that acted only once.
+    let retried = hub.call(
+        "src-01",
+        command("slow-1", "rescan", json!({"serials": []})),
+        Duration::from_secs(5),
+    );
+    let reply = tokio::time::timeout(Duration::from_secs(10), retried)
+        .await
+        .expect("the retried call ends (it once spun forever on the expired row)")
+        .unwrap();
+    assert!(reply["all"].is_array(), "{reply}");
+    let row = store.get_agent_command("slow-1").await.unwrap().unwrap();
+    assert_eq!(row.state, "done");
+    assert_eq!(agent.stats().commands_acted.get("rescan"), Some(&1));
 }
 
 async fn a_reconnect_redelivers_an_unanswered_command_exactly_once(backend: Backend) {
