@@ -455,7 +455,8 @@ impl AgentHub {
             }
             let remaining = stored.deadline_ms - now_ms();
             if remaining <= 0 {
-                if self.inner.store.expire_agent_command(&stored.id).await? {
+                let already_expired = current.as_ref().is_some_and(|c| c.state == "expired");
+                if already_expired || self.inner.store.expire_agent_command(&stored.id).await? {
                     return Err(AgentError::TimedOut {
                         host_id: stored.host_id.clone(),
                         command: stored.name.clone(),
