@@ -14,7 +14,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{ADMIN_TOKEN, arg, free_port, memory_kib, percentile, spawn_flex, wait_ready};
+use common::{
+    ADMIN_TOKEN, arg, free_port, memory_kib, percentile, register_host, spawn_flex, wait_ready,
+};
 use flex::{
     emulators::{
         agent::{AgentEmulator, AgentEmulatorConfig, DatabaseSpec, FileSpec},
@@ -73,18 +75,8 @@ async fn run(clones: usize, latency_ms: u64, hosts: usize, workers: usize) {
     let destinations: Vec<String> = (0..hosts).map(|n| format!("dev-{n:02}")).collect();
     let mut agents = Vec::new();
     for host_id in std::iter::once("src-01").chain(destinations.iter().map(String::as_str)) {
-        let answer: Value = http
-            .put(format!("{base}/api/v1/hosts/{host_id}"))
-            .bearer_auth(ADMIN_TOKEN)
-            .body(r#"{"db_vendor":"mssql"}"#)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let mut config =
-            AgentEmulatorConfig::new(&base, host_id, answer["token"].as_str().unwrap());
+        let token = register_host(&http, &base, host_id).await;
+        let mut config = AgentEmulatorConfig::new(&base, host_id, &token);
         config.sdp = Some(SdpConfig::new(&sdp.url, "admin", "admin"));
         if host_id == "src-01" {
             config.databases = vec![source_database()];

@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{ADMIN_TOKEN, arg, free_port, memory_kib, spawn_flex, wait_ready};
+use common::{ADMIN_TOKEN, arg, free_port, memory_kib, register_host, spawn_flex, wait_ready};
 
 use futures_util::{SinkExt, StreamExt, stream};
 use tokio_tungstenite::tungstenite::{
@@ -40,17 +40,8 @@ async fn main() {
             let base = base.clone();
             async move {
                 let host_id = format!("idle-{n:05}");
-                let body: serde_json::Value = http
-                    .put(format!("{base}/api/v1/hosts/{host_id}"))
-                    .bearer_auth(ADMIN_TOKEN)
-                    .body(r#"{"db_vendor":"mssql"}"#)
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
-                (host_id, body["token"].as_str().unwrap().to_owned())
+                let token = register_host(&http, &base, &host_id).await;
+                (host_id, token)
             }
         })
         .buffer_unordered(32)

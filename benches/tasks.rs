@@ -17,7 +17,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{ADMIN_TOKEN, arg, free_port, percentile, spawn_flex, wait_ready};
+use common::{ADMIN_TOKEN, arg, free_port, percentile, register_host, spawn_flex, wait_ready};
 
 use flex::{
     emulators::{
@@ -77,18 +77,8 @@ async fn bench_backend(label: &str, database_url: &str, tasks: usize, clones: us
         ),
         ("dev-01", vec![]),
     ] {
-        let answer: Value = http
-            .put(format!("{base}/api/v1/hosts/{host_id}"))
-            .bearer_auth(ADMIN_TOKEN)
-            .body(r#"{"db_vendor":"mssql"}"#)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let mut config =
-            AgentEmulatorConfig::new(&base, host_id, answer["token"].as_str().unwrap());
+        let token = register_host(&http, &base, host_id).await;
+        let mut config = AgentEmulatorConfig::new(&base, host_id, &token);
         config.sdp = Some(SdpConfig::new(&sdp.url, "admin", "admin"));
         config.databases = databases;
         agents.push(AgentEmulator::start(config).await.unwrap());

@@ -90,6 +90,21 @@ pub async fn wait_ready(http: &reqwest::Client, base: &str) {
     panic!("flex at {base} never became ready");
 }
 
+/// Registers a host through the API; returns its agent token.
+pub async fn register_host(http: &reqwest::Client, base: &str, host_id: &str) -> String {
+    let answer: serde_json::Value = http
+        .put(format!("{base}/api/v1/hosts/{host_id}"))
+        .bearer_auth(ADMIN_TOKEN)
+        .body(r#"{"db_vendor":"mssql"}"#)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    answer["token"].as_str().expect("an agent token").to_owned()
+}
+
 /// A memory figure of a process from `/proc/PID/status`, in KiB: `VmRSS` (now) or `VmHWM`
 /// (the peak).
 pub fn memory_kib(pid: u32, field: &str) -> u64 {

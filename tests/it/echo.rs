@@ -249,6 +249,22 @@ impl Echo {
     }
 
     /// The clone most tests drive: `sales` from src-01 onto dev-01 as `sales_copy`, to its end.
+    /// Requests the `sales_copy` clone and returns its task once its thin clones exist on the
+    /// array (mid-flight, for tests that interfere with it).
+    pub async fn start_clone_until_thin_clones_exist(&self) -> Value {
+        let body = json!({"source_host_id": "src-01", "destinations": [{"host_id": "dev-01", "db_id": "5", "db_name": "sales_copy"}]});
+        let response = self.send(Method::POST, "/api/echo/v1/echo_dbs", body).await;
+        assert_eq!(response.status(), 200);
+        let task: Value = response.json().await.unwrap();
+        for _ in 0..400 {
+            if self.array().volumes.values().any(|v| v.is_thin_clone) {
+                return task;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the clone never made its thin clones: {task}");
+    }
+
     pub async fn clone_sales_copy(&self) -> Value {
         let body = json!({"source_host_id": "src-01", "destinations": [{"host_id": "dev-01", "db_id": "5", "db_name": "sales_copy"}]});
         self.run(Method::POST, "/api/echo/v1/echo_dbs", body, 200)
@@ -805,22 +821,8 @@ async fn an_aborted_clone_ends_aborted_with_nothing_left(backend: Backend) {
         },
     )
     .await;
-    let response = echo
-        .send(
-            Method::POST,
-            "/api/echo/v1/echo_dbs",
-            json!({"source_host_id": "src-01", "destinations": [{"host_id": "dev-01", "db_id": "5", "db_name": "sales_copy"}]}),
-        )
-        .await;
-    let task: Value = response.json().await.unwrap();
+    let task = echo.start_clone_until_thin_clones_exist().await;
     let request_id = task["request_id"].as_str().unwrap();
-    // Wait until clones exist, then abort.
-    for _ in 0..200 {
-        if echo.array().volumes.values().any(|v| v.is_thin_clone) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
     let abort = echo
         .send(
             Method::POST,

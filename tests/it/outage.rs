@@ -16,7 +16,7 @@ use std::{
 };
 
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::{net::TcpListener, task::AbortHandle};
 
 use crate::{
@@ -109,21 +109,7 @@ async fn a_database_outage_is_answered_503_and_recovered_from_without_a_restart(
     .await;
 
     // A clone in flight: its thin clones exist, the slow destination has not attached yet.
-    let response = echo
-        .send(
-            Method::POST,
-            "/api/echo/v1/echo_dbs",
-            json!({"source_host_id": "src-01", "destinations": [{"host_id": "dev-01", "db_id": "5", "db_name": "sales_copy"}]}),
-        )
-        .await;
-    assert_eq!(response.status(), 200);
-    let clone: Value = response.json().await.unwrap();
-    for _ in 0..400 {
-        if echo.array().volumes.values().any(|v| v.is_thin_clone) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let clone = echo.start_clone_until_thin_clones_exist().await;
 
     // Readers keep asking throughout.
     let stop = Arc::new(AtomicBool::new(false));
