@@ -169,7 +169,6 @@ pub fn delete_old_clones(ctx: &mut Ctx) -> StepFuture<'_> {
     })
 }
 
-/// Forgets the echo DBs, and removes SDP host objects Flex made that nothing uses any more.
 /// Removes the SDP host objects Flex made for the deleted echo DBs once nothing is mapped to
 /// them. Before the records are forgotten: if the array refuses, the echo DB is still listed
 /// and deleting it again finishes the job. (A refresh maps new clones to the same host object
@@ -190,6 +189,8 @@ pub fn release_old_hosts(ctx: &mut Ctx) -> StepFuture<'_> {
     })
 }
 
+/// Forgets the deleted (or replaced) echo DBs' records: the last step, once the host, the
+/// array and the ledger no longer hold anything of them.
 pub fn forget_old(ctx: &mut Ctx) -> StepFuture<'_> {
     Box::pin(async move {
         let old: Vec<OldEcho> = ctx.load("old_echo")?;
