@@ -20,6 +20,7 @@ pub mod workflows;
 
 use std::{future::Future, sync::Arc, time::Duration};
 
+use axum::serve::ListenerExt;
 use axum_server::tls_rustls::RustlsConfig;
 use tokio::net::TcpListener;
 
@@ -116,6 +117,13 @@ pub async fn run(
     match tls {
         None => {
             tracing::info!(%address, backend = store.backend_name(), "serving HTTP");
+            // Nagle off: agent sockets carry small messages back to back (a command right
+            // after another), which Nagle would hold for the peer's delayed ACK.
+            let listener = listener.tap_io(|tcp| {
+                if let Err(err) = tcp.set_nodelay(true) {
+                    tracing::debug!(error = %err, "cannot set TCP_NODELAY");
+                }
+            });
             axum::serve(listener, app)
                 .with_graceful_shutdown(shutdown)
                 .await?;

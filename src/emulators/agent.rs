@@ -495,10 +495,12 @@ async fn connect(url: &str, config: &AgentEmulatorConfig) -> Result<Socket, bool
         .read_buffer_size(4096)
         .write_buffer_size(4096)
         .max_message_size(Some(1 << 20));
+    // Nagle off: an attach answers with two messages back to back (inventory, then reply),
+    // and with Nagle the reply waits for the first one's delayed ACK, 40 ms.
     match tokio_tungstenite::connect_async_tls_with_config(
         request,
         Some(ws_config),
-        false,
+        true,
         connector,
     )
     .await
