@@ -21,6 +21,7 @@ pub struct SdpFacts {
 /// `volume_scsi_sn` and `sdp_id` to every file whose disk is an SDP volume.
 pub async fn join_to_sdp(
     sdp: &SdpClient,
+    sdp_id: &str,
     host_iqn: &str,
     records: &mut [DatabaseRecord],
 ) -> Result<SdpFacts, SdpError> {
@@ -36,7 +37,6 @@ pub async fn join_to_sdp(
         .collect();
     serials.sort();
     serials.dedup();
-    let sdp_id = sdp.system_state().await?.system_id;
     let volumes = sdp.find_volumes_by_serials(&serials).await?;
     let group_names: HashMap<u64, String> = if volumes.is_empty() {
         HashMap::new()
@@ -74,11 +74,14 @@ pub async fn join_to_sdp(
         }
         record.files = Value::Array(files).to_string();
     }
-    let sdps = match sdp.find_host_by_iqn(host_iqn).await? {
-        Some(host) if !host_iqn.is_empty() => {
-            vec![json!({"sdp_id": sdp_id, "host_name": host.name})]
-        }
-        _ => Vec::new(),
+    let host = if host_iqn.is_empty() {
+        None
+    } else {
+        sdp.find_host_by_iqn(host_iqn).await?
+    };
+    let sdps = match host {
+        Some(host) => vec![json!({"sdp_id": sdp_id, "host_name": host.name})],
+        None => Vec::new(),
     };
     Ok(SdpFacts { sdps })
 }

@@ -97,6 +97,8 @@ struct HubInner {
     store: Store,
     /// Joins inventories to the array's volumes, when an SDP is configured.
     sdp: Option<crate::sdp::SdpClient>,
+    /// The array's id, asked once: it never changes, and every inventory join needs it.
+    sdp_id: tokio::sync::OnceCell<String>,
     instance_id: String,
     heartbeat: Duration,
     silence: Duration,
@@ -139,6 +141,7 @@ impl AgentHub {
             inner: Arc::new(HubInner {
                 store,
                 sdp: None,
+                sdp_id: tokio::sync::OnceCell::new(),
                 instance_id: instance_id.to_owned(),
                 heartbeat,
                 silence,
@@ -173,7 +176,16 @@ impl AgentHub {
                 .await?
                 .map(|h| h.host_iqn)
                 .unwrap_or_default();
-            match inventory::join_to_sdp(sdp, &iqn, &mut records).await {
+            let joined = match self
+                .inner
+                .sdp_id
+                .get_or_try_init(|| async { Ok(sdp.system_state().await?.system_id) })
+                .await
+            {
+                Ok(sdp_id) => inventory::join_to_sdp(sdp, sdp_id, &iqn, &mut records).await,
+                Err(err) => Err(err),
+            };
+            match joined {
                 Ok(facts) => {
                     self.inner
                         .store
