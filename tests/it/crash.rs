@@ -290,35 +290,20 @@ async fn crash_and_resume(backend: Backend, workflow: Workflow, step: &str, poin
     wait_ready(&http, &base).await;
     wait_agents(&agents).await;
 
-    let task = match workflow {
-        Workflow::Clone => {
-            call(
-                &http,
-                reqwest::Method::POST,
-                &format!("{base}/api/echo/v1/echo_dbs"),
-                clone_body,
-            )
-            .await
-        }
-        Workflow::Delete => {
-            call(
-                &http,
-                reqwest::Method::DELETE,
-                &format!("{base}/api/echo/v1/echo_dbs"),
-                json!({"host_id": "dev-01", "database_id": echo_id}),
-            )
-            .await
-        }
-        Workflow::Refresh => {
-            call(
-                &http,
-                reqwest::Method::POST,
-                &format!("{base}/api/echo/v1/hosts/dev-01/databases/_refresh"),
-                json!({"snapshot_id": newer_snapshot, "db_names": ["sales_copy"]}),
-            )
-            .await
-        }
+    let (method, path, body) = match workflow {
+        Workflow::Clone => (reqwest::Method::POST, "echo_dbs", clone_body),
+        Workflow::Delete => (
+            reqwest::Method::DELETE,
+            "echo_dbs",
+            json!({"host_id": "dev-01", "database_id": echo_id}),
+        ),
+        Workflow::Refresh => (
+            reqwest::Method::POST,
+            "hosts/dev-01/databases/_refresh",
+            json!({"snapshot_id": newer_snapshot, "db_names": ["sales_copy"]}),
+        ),
     };
+    let task = call(&http, method, &format!("{base}/api/echo/v1/{path}"), body).await;
     assert!(task["location"].is_string(), "{crash_at}: {task}");
 
     // The process dies at the chosen point.

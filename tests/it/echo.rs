@@ -271,6 +271,15 @@ impl Echo {
             .await
     }
 
+    /// The step log of a task (as the API returned it).
+    pub async fn task_steps(&self, task: &Value) -> Vec<flex::store::StepLogEntry> {
+        let store = self.server.db.store().await;
+        store
+            .task_steps(task["request_id"].as_str().unwrap())
+            .await
+            .unwrap()
+    }
+
     pub async fn assert_ledger_matches_array(&self) {
         let store = self.server.db.store().await;
         crate::crash::assert_ledger_matches(&store, &self.array()).await;
@@ -307,14 +316,7 @@ async fn the_whole_lifecycle_leaves_nothing_behind(backend: Backend) {
         2,
         "one SDP snapshot per volume group"
     );
-    let steps = echo
-        .server
-        .db
-        .store()
-        .await
-        .task_steps(task["request_id"].as_str().unwrap())
-        .await
-        .unwrap();
+    let steps = echo.task_steps(&task).await;
     let thaw = steps.iter().find(|s| s.name == "thaw_databases").unwrap();
     let detail: Value = serde_json::from_str(&thaw.detail).unwrap();
     assert!(

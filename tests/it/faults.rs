@@ -322,14 +322,7 @@ async fn start(request: &Request, echo: &Echo) -> Value {
 
 /// The step that was running when each call arrived, from the task's step log.
 async fn step_of_each_call(echo: &Echo, task: &Value, calls: &[CallRecord]) -> Vec<String> {
-    let steps = echo
-        .server
-        .db
-        .store()
-        .await
-        .task_steps(task["request_id"].as_str().unwrap())
-        .await
-        .unwrap();
+    let steps = echo.task_steps(task).await;
     calls
         .iter()
         .map(|call| {
