@@ -19,32 +19,15 @@ use common::{
 };
 use flex::{
     emulators::{
-        agent::{AgentEmulator, AgentEmulatorConfig, DatabaseSpec, FileSpec},
+        agent::{AgentEmulator, AgentEmulatorConfig},
         sdp::{SdpEmulator, SdpEmulatorConfig},
     },
+    model::TaskState,
     sdp::SdpConfig,
     store::{Store, TaskFilter},
 };
 use futures_util::{StreamExt, stream};
 use serde_json::{Value, json};
-
-fn source_database() -> DatabaseSpec {
-    let file = |name: &str, kind: &str, volume: &str, size_mb| FileSpec {
-        name: name.into(),
-        kind: kind.into(),
-        volume: volume.into(),
-        volume_group: "vg-sales".into(),
-        size_mb,
-    };
-    DatabaseSpec {
-        id: "5".into(),
-        name: "sales".into(),
-        files: vec![
-            file("sales_data", "data", "sales-data", 1024),
-            file("sales_log", "log", "sales-log", 256),
-        ],
-    }
-}
 
 async fn run(clones: usize, latency_ms: u64, hosts: usize, workers: usize) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -79,7 +62,7 @@ async fn run(clones: usize, latency_ms: u64, hosts: usize, workers: usize) {
         let mut config = AgentEmulatorConfig::new(&base, host_id, &token);
         config.sdp = Some(SdpConfig::new(&sdp.url, "admin", "admin"));
         if host_id == "src-01" {
-            config.databases = vec![source_database()];
+            config.databases = vec![common::builders::sales(1024)];
         }
         agents.push(AgentEmulator::start(config).await.unwrap());
     }
@@ -146,9 +129,8 @@ async fn run(clones: usize, latency_ms: u64, hosts: usize, workers: usize) {
     let peak_kib = memory_kib(pid, "VmHWM:");
     let after_kib = memory_kib(pid, "VmRSS:");
 
-    let count = |state: &str| {
+    let count = |state: TaskState| {
         let store = store.clone();
-        let state = state.to_owned();
         async move {
             store
                 .list_tasks(&TaskFilter {
@@ -160,7 +142,10 @@ async fn run(clones: usize, latency_ms: u64, hosts: usize, workers: usize) {
                 .len()
         }
     };
-    let (completed, failed) = (count("completed").await, count("failed").await);
+    let (completed, failed) = (
+        count(TaskState::Completed).await,
+        count(TaskState::Failed).await,
+    );
     let mut durations = Vec::new();
     for id in &created {
         let steps = store.task_steps(id).await.unwrap();

@@ -13,10 +13,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{ADMIN_TOKEN, Server, arg, free_port, spawn_flex, wait_ready};
+use common::{ADMIN_TOKEN, Process, arg, free_port, spawn_flex, wait_ready};
 
 use flex::{
     auth::{self, TokenSpec},
+    model::{
+        CommandType, ConsistencyLevel, DatabaseFile, FileKind, InventoryFile, MountPoint, SourceDb,
+        TaskState, VgSnapshot,
+    },
     store::{DatabaseRecord, DbSnapshotRecord, NewHost, NewTask, Store, TaskRecord, TokenKind},
 };
 use serde_json::json;
@@ -54,7 +58,7 @@ fn baseline_server(port: u16, body_file: &str) {
 async fn seed(url: &str) -> String {
     let store = Store::connect(url).await.unwrap();
     store.migrate().await.unwrap();
-    let now = flex::store::now_ts();
+    let now = flex::clock::now_ts();
     for h in 0..HOSTS {
         let host_id = format!("host{h:04}");
         let token = auth::mint(TokenSpec {
@@ -81,14 +85,28 @@ async fn seed(url: &str) -> String {
                 name: format!("db{d}"),
                 vendor: "mssql".into(),
                 status: "ONLINE".into(),
-                files: json!([{"name": format!("db{d}_data"), "file_id": 1, "kind": "data", "path": format!("E:\\db{d}\\data.mdf"), "size_mb": 1024}]).to_string(),
-                mount_points: json!([{"kind": "disk", "path": "E:\\", "serial": format!("134409{h:04}")}]).to_string(),
+                files: vec![DatabaseFile::from(InventoryFile {
+                    name: format!("db{d}_data"),
+                    file_id: 1,
+                    kind: FileKind::Data,
+                    path: format!("E:\\db{d}\\data.mdf"),
+                    size_mb: 1024,
+                })],
+                mount_points: vec![MountPoint {
+                    kind: "disk".into(),
+                    path: "E:\\".into(),
+                    serial: format!("134409{h:04}"),
+                }],
                 updated_ts: now,
             })
             .collect();
         store.replace_databases(&host_id, &databases).await.unwrap();
-        let members: Vec<_> = (0..DATABASES_PER_HOST)
-            .map(|d| json!({"db_id": format!("{}", d + 5), "db_name": format!("db{d}"), "files": []}))
+        let members: Vec<SourceDb> = (0..DATABASES_PER_HOST)
+            .map(|d| SourceDb {
+                db_id: format!("{}", d + 5),
+                db_name: format!("db{d}"),
+                files: Vec::new(),
+            })
             .collect();
         for s in 0..SNAPSHOTS_PER_HOST {
             store
@@ -97,13 +115,16 @@ async fn seed(url: &str) -> String {
                     host_id: host_id.clone(),
                     host_name: host_id.clone(),
                     sdp_id: "134409".into(),
-                    consistency_level: "application".into(),
+                    consistency_level: ConsistencyLevel::Application,
                     db_engine_version: "16.0.1000.6".into(),
-                    is_vss_based: 0,
+                    is_vss_based: false,
                     created_ts: now,
                     task_id: "seed".into(),
-                    vg_snapshots: json!([{"vg_id": 1, "sdp_snapshot_id": s}]).to_string(),
-                    databases: serde_json::to_string(&members).unwrap(),
+                    vg_snapshots: vec![VgSnapshot {
+                        vg_id: 1,
+                        sdp_snapshot_id: s as u64,
+                    }],
+                    databases: members.clone(),
                 })
                 .await
                 .unwrap();
@@ -119,11 +140,11 @@ async fn seed(url: &str) -> String {
             .insert_task(&NewTask {
                 record: TaskRecord {
                     request_id: request_id.clone(),
-                    state: "completed".into(),
+                    state: TaskState::Completed,
                     create_ts: now,
                     update_ts: now,
                     owner: "ocie-0".into(),
-                    command_type: "DeployCommand".into(),
+                    command_type: CommandType::Deploy,
                     ref_id: "bench".into(),
                     error: String::new(),
                     result: Some(json!({"db_snapshot": {"id": "snap_0000_0"}}).to_string()),
@@ -231,7 +252,7 @@ fn main() {
             let (conns, secs) = if path.ends_with("topology") { (4, seconds) } else { (connections, seconds) };
             let flex = load(&format!("{base}{path}"), conns, secs, true).await;
             let baseline_port = free_port();
-            let _baseline = Server(
+            let _baseline = Process(
                 Command::new("taskset")
                     .args(["-c", "0", std::env::current_exe().unwrap().to_str().unwrap(), "--baseline-server", &baseline_port.to_string(), body_file.to_str().unwrap()])
                     .stdout(Stdio::null())

@@ -21,9 +21,10 @@ use common::{ADMIN_TOKEN, arg, free_port, percentile, register_host, spawn_flex,
 
 use flex::{
     emulators::{
-        agent::{AgentEmulator, AgentEmulatorConfig, DatabaseSpec, FileSpec},
+        agent::{AgentEmulator, AgentEmulatorConfig},
         sdp::{SdpEmulator, SdpEmulatorConfig},
     },
+    model::TaskState,
     sdp::SdpConfig,
     store::Store,
 };
@@ -52,29 +53,7 @@ async fn bench_backend(label: &str, database_url: &str, tasks: usize, clones: us
     wait_ready(&http, &base).await;
     let mut agents = Vec::new();
     for (host_id, databases) in [
-        (
-            "src-01",
-            vec![DatabaseSpec {
-                id: "5".into(),
-                name: "sales".into(),
-                files: vec![
-                    FileSpec {
-                        name: "sales_data".into(),
-                        kind: "data".into(),
-                        volume: "sales-data".into(),
-                        volume_group: "vg-sales".into(),
-                        size_mb: 1024,
-                    },
-                    FileSpec {
-                        name: "sales_log".into(),
-                        kind: "log".into(),
-                        volume: "sales-log".into(),
-                        volume_group: "vg-sales".into(),
-                        size_mb: 256,
-                    },
-                ],
-            }],
-        ),
+        ("src-01", vec![common::builders::sales(1024)]),
         ("dev-01", vec![]),
     ] {
         let token = register_host(&http, &base, host_id).await;
@@ -119,7 +98,7 @@ async fn bench_backend(label: &str, database_url: &str, tasks: usize, clones: us
     let completion = started.elapsed();
     let completed = store
         .list_tasks(&flex::store::TaskFilter {
-            state: Some("completed".into()),
+            state: Some(TaskState::Completed),
             ..Default::default()
         })
         .await
@@ -151,8 +130,8 @@ async fn bench_backend(label: &str, database_url: &str, tasks: usize, clones: us
         let id = task["request_id"].as_str().unwrap().to_owned();
         loop {
             let now = store.get_task(&id).await.unwrap().unwrap();
-            if now.state != "running" {
-                assert_eq!(now.state, "completed", "{now:?}");
+            if now.state != TaskState::Running {
+                assert_eq!(now.state, TaskState::Completed, "{now:?}");
                 break;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -160,15 +139,15 @@ async fn bench_backend(label: &str, database_url: &str, tasks: usize, clones: us
         let mut sdp_ms = 0.0;
         let mut frozen_ms = 0.0;
         for step in store.task_steps(&id).await.unwrap() {
-            let detail: Value = serde_json::from_str(&step.detail).unwrap_or_default();
-            if let Some(ms) = detail["sdp_ms"].as_f64() {
-                sdp_ms = ms;
+            let detail = &step.detail;
+            if let Some(ms) = detail.sdp_ms {
+                sdp_ms = ms as f64;
             }
-            if let Some(ms) = detail["frozen_ms"].as_f64() {
-                frozen_ms = ms;
+            if let Some(ms) = detail.frozen_ms {
+                frozen_ms = ms as f64;
             }
-            let waited = detail["waited_ms"].as_f64().unwrap_or(0.0);
-            let overhead = detail["overhead_ms"].as_f64().unwrap_or(0.0);
+            let waited = detail.waited_ms.unwrap_or(0.0);
+            let overhead = detail.overhead_ms.unwrap_or(0.0);
             step_ms
                 .entry(step.name)
                 .or_default()

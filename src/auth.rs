@@ -10,7 +10,10 @@ use rand::{Rng, distr::Alphanumeric};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::store::{Store, StoreResult, TokenKind, TokenRecord, now_ts};
+use crate::{
+    clock::now_ts,
+    store::{Store, StoreResult, TokenKind, TokenRecord},
+};
 
 const TOKEN_PREFIX: &str = "fx_";
 const ID_LEN: usize = 12;

@@ -1,11 +1,16 @@
 //! Configuration of `flex serve`: flags with `FLEX_*` environment equivalents, and defaults that
-//! run Flex with no set-up at all (an SQLite file in the working directory).
+//! run Flex with no set-up at all (an SQLite file in the working directory). The defaults
+//! themselves live in `crate::defaults`.
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::Args;
 
-use crate::{executor::ExecutorConfig, sdp::SdpConfig};
+use crate::{
+    defaults,
+    executor::{CrashPoint, ExecutorConfig},
+    sdp::SdpConfig,
+};
 
 /// Everything the running server needs besides its listening socket.
 #[derive(Clone, Debug)]
@@ -28,6 +33,8 @@ pub struct Config {
     pub agent_heartbeat: Duration,
     /// The array Flex drives; `None` runs Flex without one (hosts, tasks and topology only).
     pub sdp: Option<SdpConfig>,
+    /// Longest time databases stay frozen for an application-consistent snapshot.
+    pub freeze_window: Duration,
     /// How tasks are run.
     pub executor: ExecutorConfig,
     /// When set, `/readyz` also waits for this to turn true (the demo sets it once its
@@ -46,35 +53,33 @@ impl Config {
     pub fn new(database_url: impl Into<String>) -> Config {
         Config {
             database_url: database_url.into(),
-            db_acquire_timeout: crate::store::DEFAULT_ACQUIRE_TIMEOUT,
-            instance_id: DEFAULT_INSTANCE_ID.to_owned(),
+            db_acquire_timeout: defaults::DB_ACQUIRE_TIMEOUT,
+            instance_id: defaults::INSTANCE_ID.to_owned(),
             admin_token: None,
             admin_user: None,
             admin_password: None,
             tls: None,
-            agent_silence: Duration::from_secs(30),
-            agent_heartbeat: Duration::from_secs(10),
+            agent_silence: defaults::AGENT_SILENCE,
+            agent_heartbeat: defaults::AGENT_HEARTBEAT,
             sdp: None,
+            freeze_window: defaults::FREEZE_WINDOW,
             executor: ExecutorConfig::default(),
             ready_gate: None,
         }
     }
 }
 
-pub const DEFAULT_INSTANCE_ID: &str = "ocie-0";
-pub const DEFAULT_DATABASE_URL: &str = "sqlite://flex.db";
-
 #[derive(Args, Debug, Clone)]
 pub struct DatabaseArgs {
     /// `sqlite://PATH` (created if missing) or `postgres://USER@HOST:PORT/DB`.
-    #[arg(long, env = "FLEX_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+    #[arg(long, env = "FLEX_DATABASE_URL", default_value = defaults::DATABASE_URL)]
     pub database_url: String,
 }
 
 #[derive(Args, Debug, Clone)]
 pub struct ServeArgs {
     /// Address to listen on.
-    #[arg(long, env = "FLEX_LISTEN", default_value = "0.0.0.0:8080")]
+    #[arg(long, env = "FLEX_LISTEN", default_value = defaults::LISTEN)]
     pub listen: SocketAddr,
 
     #[command(flatten)]
@@ -82,11 +87,11 @@ pub struct ServeArgs {
 
     /// Milliseconds a request waits for a database connection before it is answered 503
     /// (what bounds a request while the database is down or overloaded).
-    #[arg(long, env = "FLEX_DB_ACQUIRE_TIMEOUT_MS", default_value_t = 5_000)]
+    #[arg(long, env = "FLEX_DB_ACQUIRE_TIMEOUT_MS", default_value_t = millis(defaults::DB_ACQUIRE_TIMEOUT))]
     pub db_acquire_timeout_ms: u64,
 
     /// Name of this replica; the `owner` of the tasks it runs.
-    #[arg(long, env = "FLEX_INSTANCE_ID", default_value = DEFAULT_INSTANCE_ID)]
+    #[arg(long, env = "FLEX_INSTANCE_ID", default_value = defaults::INSTANCE_ID)]
     pub instance_id: String,
 
     /// Administrator token. When absent and none is stored, one is generated and printed once.
@@ -110,31 +115,40 @@ pub struct ServeArgs {
     pub tls_key: Option<PathBuf>,
 
     /// Seconds without a heartbeat after which a host's agent counts as disconnected.
-    #[arg(long, env = "FLEX_AGENT_SILENCE_SECS", default_value_t = 30)]
+    #[arg(long, env = "FLEX_AGENT_SILENCE_SECS", default_value_t = defaults::AGENT_SILENCE.as_secs())]
     pub agent_silence_secs: u64,
 
     /// Seconds between pings to each agent (also how often a revoked host is noticed).
-    #[arg(long, env = "FLEX_AGENT_HEARTBEAT_SECS", default_value_t = 10)]
+    #[arg(long, env = "FLEX_AGENT_HEARTBEAT_SECS", default_value_t = defaults::AGENT_HEARTBEAT.as_secs())]
     pub agent_heartbeat_secs: u64,
 
     #[command(flatten)]
     pub sdp: SdpArgs,
 
     /// Tasks this process runs at once.
-    #[arg(long, env = "FLEX_WORKERS", default_value_t = 4)]
+    #[arg(long, env = "FLEX_WORKERS", default_value_t = defaults::WORKERS)]
     pub workers: usize,
 
     /// Seconds a claimed task stays owned without a heartbeat (then another replica resumes it).
-    #[arg(long, env = "FLEX_TASK_LEASE_SECS", default_value_t = 30)]
+    #[arg(long, env = "FLEX_TASK_LEASE_SECS", default_value_t = defaults::TASK_LEASE.as_secs())]
     pub task_lease_secs: u64,
 
     /// Seconds after creation at which a still-running task fails and compensates.
-    #[arg(long, env = "FLEX_TASK_DEADLINE_SECS", default_value_t = 3600)]
+    #[arg(long, env = "FLEX_TASK_DEADLINE_SECS", default_value_t = defaults::TASK_DEADLINE.as_secs())]
     pub task_deadline_secs: u64,
 
     /// Longest time databases stay frozen for an application-consistent snapshot, in ms.
-    #[arg(long, env = "FLEX_FREEZE_WINDOW_MS", default_value_t = 10_000)]
+    #[arg(long, env = "FLEX_FREEZE_WINDOW_MS", default_value_t = millis(defaults::FREEZE_WINDOW))]
     pub freeze_window_ms: u64,
+
+    /// On SIGTERM, seconds running steps get to reach their checkpoint before they are
+    /// cancelled and their tasks left to a restart or another replica.
+    #[arg(long, env = "FLEX_DRAIN_TIMEOUT_SECS", default_value_t = defaults::DRAIN_TIMEOUT.as_secs())]
+    pub drain_timeout_secs: u64,
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[derive(Args, Debug, Clone)]
@@ -144,7 +158,7 @@ pub struct SdpArgs {
     pub sdp_url: Option<String>,
 
     /// SDP user (HTTP Basic).
-    #[arg(long, env = "FLEX_SDP_USER", default_value = "admin")]
+    #[arg(long, env = "FLEX_SDP_USER", default_value = defaults::SDP_USER)]
     pub sdp_user: String,
 
     /// SDP password.
@@ -165,7 +179,7 @@ pub struct SdpArgs {
     pub sdp_insecure: bool,
 
     /// Seconds to wait for an SDP answer.
-    #[arg(long, env = "FLEX_SDP_TIMEOUT_SECS", default_value_t = 30)]
+    #[arg(long, env = "FLEX_SDP_TIMEOUT_SECS", default_value_t = defaults::SDP_TIMEOUT.as_secs())]
     pub sdp_timeout_secs: u64,
 }
 
@@ -196,15 +210,15 @@ impl ServeArgs {
             agent_silence: Duration::from_secs(self.agent_silence_secs),
             agent_heartbeat: Duration::from_secs(self.agent_heartbeat_secs.max(1)),
             sdp: self.sdp.into_config(),
+            freeze_window: Duration::from_millis(self.freeze_window_ms.max(100)),
             executor: ExecutorConfig {
                 workers: self.workers.max(1),
                 lease: Duration::from_secs(self.task_lease_secs.max(3)),
                 task_deadline: Duration::from_secs(self.task_deadline_secs.max(1)),
-                freeze_window: Duration::from_millis(self.freeze_window_ms.max(100)),
-                crash_at: std::env::var("FLEX_CRASH_AT").ok().and_then(|spec| {
-                    spec.split_once(':')
-                        .map(|(step, point)| (step.to_owned(), point.to_owned()))
-                }),
+                drain_timeout: Duration::from_secs(self.drain_timeout_secs),
+                crash_at: std::env::var("FLEX_CRASH_AT")
+                    .ok()
+                    .and_then(|spec| CrashPoint::parse(&spec)),
                 ..ExecutorConfig::default()
             },
             ready_gate: None,

@@ -23,6 +23,7 @@ use crate::{
         agent::{AgentEmulator, AgentEmulatorConfig, DatabaseSpec, FileSpec},
         sdp::{SdpEmulator, SdpEmulatorConfig},
     },
+    model::FileKind,
     sdp::SdpConfig,
 };
 
@@ -37,10 +38,10 @@ pub struct DemoOptions {
     pub admin_token: Option<String>,
 }
 
-fn file(name: &str, kind: &str, volume: &str, volume_group: &str, size_mb: u64) -> FileSpec {
+fn file(name: &str, kind: FileKind, volume: &str, volume_group: &str, size_mb: u64) -> FileSpec {
     FileSpec {
         name: name.into(),
-        kind: kind.into(),
+        kind,
         volume: volume.into(),
         volume_group: volume_group.into(),
         size_mb,
@@ -56,14 +57,14 @@ pub fn demo_databases() -> Vec<DatabaseSpec> {
             files: vec![
                 file(
                     "sales_data",
-                    "data",
+                    FileKind::Data,
                     "src01-sales-data",
                     "src01-vg-sales",
                     4096,
                 ),
                 file(
                     "sales_log",
-                    "log",
+                    FileKind::Log,
                     "src01-sales-log",
                     "src01-vg-sales",
                     1024,
@@ -74,8 +75,8 @@ pub fn demo_databases() -> Vec<DatabaseSpec> {
             id: "6".into(),
             name: "hr".into(),
             files: vec![
-                file("hr_data", "data", "src01-hr", "src01-vg-hr", 2048),
-                file("hr_log", "log", "src01-hr", "src01-vg-hr", 512),
+                file("hr_data", FileKind::Data, "src01-hr", "src01-vg-hr", 2048),
+                file("hr_log", FileKind::Log, "src01-hr", "src01-vg-hr", 512),
             ],
         },
     ]

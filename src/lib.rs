@@ -8,11 +8,14 @@
 pub mod agents;
 pub mod api;
 pub mod auth;
+pub mod clock;
 pub mod config;
+pub mod defaults;
 pub mod demo;
 pub mod emulators;
 pub mod executor;
 pub mod metrics;
+pub mod model;
 pub mod sdp;
 pub mod store;
 pub mod timing;
@@ -85,10 +88,17 @@ pub async fn run(
     .with_sdp(sdp.clone());
     agents.start().await?;
     let metrics = Arc::new(metrics::Metrics::default());
+    // The workflows own what their steps talk to; the executor only runs them.
+    let catalogue = workflows::catalogue(workflows::EchoDeps {
+        store: store.clone(),
+        sdp: sdp.clone(),
+        agents: agents.clone(),
+        metrics: metrics.clone(),
+        freeze_window: config.freeze_window,
+    });
     let executor = executor::Executor::new(
         store.clone(),
-        sdp.clone(),
-        agents.clone(),
+        catalogue,
         &config.instance_id,
         config.executor.clone(),
         metrics.clone(),
@@ -97,7 +107,7 @@ pub async fn run(
     let tls = config.tls.clone();
     let state = api::AppState {
         agents: agents.clone(),
-        executor: executor.clone(),
+        executor: executor.waker(),
         metrics,
         store: store.clone(),
         config: Arc::new(config),
@@ -105,12 +115,13 @@ pub async fn run(
     };
     let app = api::router(state);
     let address = listener.local_addr()?;
-    // Agent sockets outlive HTTP's graceful drain, so close them as soon as shutdown begins.
+    // On shutdown, running steps first reach their checkpoint (agents still connected, since
+    // steps may be waiting for them), then the agent sockets close, which HTTP's graceful
+    // drain would otherwise wait for.
     let hub = agents.clone();
-    let workers = executor.clone();
     let shutdown = async move {
         shutdown.await;
-        workers.shutdown();
+        executor.drain().await;
         hub.shutdown().await;
     };
 

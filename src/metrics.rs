@@ -6,6 +6,8 @@ use std::{
     sync::atomic::{AtomicU64, Ordering},
 };
 
+use crate::model::TaskState;
+
 #[derive(Default)]
 pub struct Metrics {
     tasks_completed: AtomicU64,
@@ -18,11 +20,12 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn task_finished(&self, state: &str) {
+    pub fn task_finished(&self, state: TaskState) {
         let counter = match state {
-            "completed" => &self.tasks_completed,
-            "aborted" => &self.tasks_aborted,
-            _ => &self.tasks_failed,
+            TaskState::Completed => &self.tasks_completed,
+            TaskState::Aborted => &self.tasks_aborted,
+            TaskState::Failed => &self.tasks_failed,
+            TaskState::Running => return,
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }
@@ -47,9 +50,9 @@ impl Metrics {
         );
         let _ = writeln!(out, "# TYPE flex_tasks_finished_total counter");
         for (state, counter) in [
-            ("completed", &self.tasks_completed),
-            ("failed", &self.tasks_failed),
-            ("aborted", &self.tasks_aborted),
+            (TaskState::Completed, &self.tasks_completed),
+            (TaskState::Failed, &self.tasks_failed),
+            (TaskState::Aborted, &self.tasks_aborted),
         ] {
             let _ = writeln!(
                 out,

@@ -1,15 +1,20 @@
-//! What every benchmark binary needs: its options, `flex serve` as a separate (optionally
-//! pinned) process, and the server's memory. Each bench includes this with `#[path]`.
+//! What every benchmark binary needs: its options and figures, and (from the tests' own
+//! support module, so there is one copy) `flex serve` as a pinned process, host registration,
+//! memory readings and the emulated source databases. Each bench includes this with `#[path]`.
 
 #![allow(dead_code)]
 
-use std::{
-    process::{Child, Command, Stdio},
-    str::FromStr,
-    time::Duration,
-};
+use std::str::FromStr;
 
-pub const ADMIN_TOKEN: &str = "bench-admin-token";
+#[path = "../../tests/it/support/builders.rs"]
+pub mod builders;
+#[path = "../../tests/it/support/processes.rs"]
+pub mod processes;
+
+#[allow(unused_imports)]
+pub use processes::{
+    ADMIN_TOKEN, FlexServe, Process, free_port, memory_kib, register_host, wait_ready,
+};
 
 /// `--name VALUE` from the command line, or `default`.
 pub fn arg<T: FromStr>(name: &str, default: T) -> T {
@@ -21,103 +26,22 @@ pub fn arg<T: FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A child process, killed when dropped.
-pub struct Server(pub Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Server {
-    pub fn pid(&self) -> u32 {
-        self.0.id()
-    }
-}
-
-/// `flex serve` on `port` with `database_url`, pinned to `cpu` when given (with `taskset`),
-/// the admin token set and logging quiet; `env` adds settings.
+/// `flex serve` on `port` over `database_url`, pinned to `cpu` when given; `env` adds
+/// settings. Its log (errors only) goes to the benchmark's stderr.
 pub fn spawn_flex(
     port: u16,
     database_url: &str,
     cpu: Option<&str>,
     env: &[(&str, &str)],
-) -> Server {
-    let flex = env!("CARGO_BIN_EXE_flex");
-    let mut command = match cpu {
-        Some(cpu) => {
-            let mut command = Command::new("taskset");
-            command.args(["-c", cpu, flex]);
-            command
-        }
-        None => Command::new(flex),
+) -> Process {
+    let mut serve = match cpu {
+        Some(cpu) => FlexServe::pinned(port, database_url, cpu),
+        None => FlexServe::new(port, database_url),
     };
-    command
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--database-url", database_url])
-        .env("FLEX_ADMIN_TOKEN", ADMIN_TOKEN)
-        .env("FLEX_LOG", "error")
-        .stdout(Stdio::null());
     for (name, value) in env {
-        command.env(name, value);
+        serve = serve.env(name, value);
     }
-    Server(command.spawn().expect("start flex serve"))
-}
-
-/// Waits until `/readyz` answers 200.
-pub async fn wait_ready(http: &reqwest::Client, base: &str) {
-    for _ in 0..400 {
-        if http
-            .get(format!("{base}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("flex at {base} never became ready");
-}
-
-/// Registers a host through the API; returns its agent token.
-pub async fn register_host(http: &reqwest::Client, base: &str, host_id: &str) -> String {
-    let answer: serde_json::Value = http
-        .put(format!("{base}/api/v1/hosts/{host_id}"))
-        .bearer_auth(ADMIN_TOKEN)
-        .body(r#"{"db_vendor":"mssql"}"#)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    answer["token"].as_str().expect("an agent token").to_owned()
-}
-
-/// A memory figure of a process from `/proc/PID/status`, in KiB: `VmRSS` (now) or `VmHWM`
-/// (the peak).
-pub fn memory_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
+    serve.spawn()
 }
 
 /// The `p` quantile of already sorted values.

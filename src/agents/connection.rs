@@ -11,7 +11,10 @@ use super::{
     AgentHub, OUTBOX_DEPTH, encode,
     protocol::{AgentMessage, FlexMessage, Hello, InventoryDatabase, PROTOCOL_VERSION},
 };
-use crate::store::{AgentFacts, DatabaseRecord, now_ts};
+use crate::{
+    clock::now_ts,
+    store::{AgentFacts, DatabaseRecord},
+};
 
 /// An agent must say `hello` this soon after connecting.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -108,7 +111,7 @@ pub async fn serve_socket(hub: AgentHub, host_id: String, token_id: String, mut 
     }
     drop(sender);
 
-    let silence = hub.silence().as_secs() as i64;
+    let silence = i64::try_from(hub.silence().as_secs()).unwrap_or(i64::MAX);
     let mut last_heard = now_ts();
     let mut last_touch = last_heard;
     let mut tick = tokio::time::interval(hub.heartbeat());
@@ -183,11 +186,7 @@ fn facts_of(hello: &Hello) -> AgentFacts {
             hello.cloud_vendor.clone()
         },
         db_engine_version: hello.db_engine_version.clone(),
-        facts: if hello.facts.is_object() {
-            hello.facts.to_string()
-        } else {
-            "{}".to_owned()
-        },
+        facts: hello.facts.clone(),
     }
 }
 
@@ -201,8 +200,8 @@ fn database_records(host_id: &str, databases: &[InventoryDatabase]) -> Vec<Datab
             name: db.name.clone(),
             vendor: "mssql".to_owned(),
             status: db.status.clone(),
-            files: serde_json::to_string(&db.files).unwrap_or_else(|_| "[]".into()),
-            mount_points: serde_json::to_string(&db.mount_points).unwrap_or_else(|_| "[]".into()),
+            files: db.files.iter().cloned().map(Into::into).collect(),
+            mount_points: db.mount_points.clone(),
             updated_ts: now,
         })
         .collect()

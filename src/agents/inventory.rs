@@ -4,21 +4,19 @@
 
 use std::collections::HashMap;
 
-use serde_json::{Value, json};
-
 use crate::{
-    sdp::{SdpClient, SdpError},
-    store::{DatabaseRecord, serial_for_path},
+    model::{SdpHostName, SdpPlacement, serial_for_path},
+    sdp::{SdpClient, SdpError, Volume},
+    store::DatabaseRecord,
 };
 
-/// What the array knows about a host's disks and about the host itself.
+/// What the array knows about a host itself.
 pub struct SdpFacts {
-    /// `{"sdp_id", "host_name"}` per SDP that has a host object for this host's IQN.
-    pub sdps: Vec<Value>,
+    /// Each SDP that has a host object for this host's IQN.
+    pub sdps: Vec<SdpHostName>,
 }
 
-/// Adds `volume_id`, `volume_name`, `volume_group_id`, `volume_group_name`,
-/// `volume_scsi_sn` and `sdp_id` to every file whose disk is an SDP volume.
+/// Places every file whose disk is an SDP volume on that volume (and its volume group).
 pub async fn join_to_sdp(
     sdp: &SdpClient,
     sdp_id: &str,
@@ -27,13 +25,7 @@ pub async fn join_to_sdp(
 ) -> Result<SdpFacts, SdpError> {
     let mut serials: Vec<String> = records
         .iter()
-        .flat_map(|db| serde_json::from_str::<Vec<Value>>(&db.mount_points).unwrap_or_default())
-        .filter_map(|mount| {
-            mount
-                .get("serial")
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        })
+        .flat_map(|db| db.mount_points.iter().map(|m| m.serial.clone()))
         .collect();
     serials.sort();
     serials.dedup();
@@ -47,32 +39,26 @@ pub async fn join_to_sdp(
             .map(|vg| (vg.id, vg.name))
             .collect()
     };
-    let by_serial: HashMap<&str, &crate::sdp::Volume> =
+    let by_serial: HashMap<&str, &Volume> =
         volumes.iter().map(|v| (v.scsi_sn.as_str(), v)).collect();
     for record in records.iter_mut() {
-        let mounts: Vec<Value> = serde_json::from_str(&record.mount_points).unwrap_or_default();
-        let mut files: Vec<Value> = serde_json::from_str(&record.files).unwrap_or_default();
-        for file in &mut files {
-            let path = file.get("path").and_then(Value::as_str).unwrap_or_default();
-            let Some(volume) = serial_for_path(path, &mounts)
-                .and_then(|serial| by_serial.get(serial.as_str()).copied())
+        let mounts = &record.mount_points;
+        for file in &mut record.files {
+            let Some(volume) = serial_for_path(&file.file.path, mounts)
+                .and_then(|serial| by_serial.get(serial).copied())
             else {
                 continue;
             };
             let group = volume.volume_group.id();
-            if let Some(object) = file.as_object_mut() {
-                object.insert("sdp_id".into(), json!(sdp_id));
-                object.insert("volume_id".into(), json!(volume.id));
-                object.insert("volume_name".into(), json!(volume.name));
-                object.insert("volume_scsi_sn".into(), json!(volume.scsi_sn));
-                object.insert("volume_group_id".into(), json!(group));
-                object.insert(
-                    "volume_group_name".into(),
-                    json!(group.and_then(|g| group_names.get(&g))),
-                );
-            }
+            file.sdp = Some(SdpPlacement {
+                sdp_id: sdp_id.to_owned(),
+                volume_id: volume.id,
+                volume_name: volume.name.clone(),
+                volume_scsi_sn: volume.scsi_sn.clone(),
+                volume_group_id: group,
+                volume_group_name: group.and_then(|g| group_names.get(&g).cloned()),
+            });
         }
-        record.files = Value::Array(files).to_string();
     }
     let host = if host_iqn.is_empty() {
         None
@@ -80,7 +66,10 @@ pub async fn join_to_sdp(
         sdp.find_host_by_iqn(host_iqn).await?
     };
     let sdps = match host {
-        Some(host) => vec![json!({"sdp_id": sdp_id, "host_name": host.name})],
+        Some(host) => vec![SdpHostName {
+            sdp_id: sdp_id.to_owned(),
+            host_name: host.name,
+        }],
         None => Vec::new(),
     };
     Ok(SdpFacts { sdps })

@@ -1,5 +1,5 @@
 //! The agent hub: the live WebSocket of each host's agent, what the agents report, and the
-//! commands Flex sends them (DESIGN.md §7).
+//! commands Flex sends them.
 //!
 //! Commands go through the `agent_commands` outbox so that the replica waiting for a reply
 //! and the replica holding the socket need not be the same, and a command outlives a restart:
@@ -24,9 +24,12 @@ use serde_json::Value;
 use tokio::sync::{Notify, mpsc, watch};
 
 pub use connection::serve_socket;
-use protocol::{Command, FlexMessage, Reply};
+use protocol::{Command, FlexMessage, Reply, commands::HostCommand};
 
-use crate::store::{AgentCommandRecord, Store, StoreError};
+use crate::{
+    clock::{self, now_ms, now_ts},
+    store::{AgentCommandRecord, OutboxState, Store, StoreError},
+};
 
 /// How often a replica looks for commands other replicas enqueued for its agents, and a
 /// waiter for replies another replica stored.
@@ -76,7 +79,8 @@ impl AgentError {
     }
 }
 
-/// What the executor asks of an agent.
+/// A command as it goes into the outbox: a [`HostCommand`]'s name and arguments, or (for
+/// tests of the protocol itself) any name and arguments.
 #[derive(Clone, Debug)]
 pub struct AgentCommand {
     /// Deterministic for (task, step, attempt kind); see [`protocol::Command`].
@@ -85,6 +89,17 @@ pub struct AgentCommand {
     pub args: Value,
     /// The `hs-ref-id` of the task, for the logs on both sides.
     pub ref_id: String,
+}
+
+impl AgentCommand {
+    pub fn new<C: HostCommand>(id: &str, ref_id: &str, command: &C) -> AgentCommand {
+        AgentCommand {
+            id: id.to_owned(),
+            name: C::NAME.as_str().to_owned(),
+            args: serde_json::to_value(command).unwrap_or(Value::Null),
+            ref_id: ref_id.to_owned(),
+        }
+    }
 }
 
 struct Connection {
@@ -112,13 +127,6 @@ struct HubInner {
 #[derive(Clone)]
 pub struct AgentHub {
     inner: Arc<HubInner>,
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -189,7 +197,7 @@ impl AgentHub {
                 Ok(facts) => {
                     self.inner
                         .store
-                        .record_host_sdps(host_id, &serde_json::Value::Array(facts.sdps))
+                        .record_host_sdps(host_id, &facts.sdps)
                         .await?;
                 }
                 Err(err) => {
@@ -410,7 +418,27 @@ impl AgentHub {
         Ok(())
     }
 
-    /// Sends `command` to the host's agent and waits until `deadline` for its reply.
+    /// Sends a typed command to the host's agent (`id` deterministic for the caller's step)
+    /// and waits until `deadline` for its typed reply.
+    pub async fn send<C: HostCommand>(
+        &self,
+        host_id: &str,
+        id: &str,
+        ref_id: &str,
+        command: C,
+        deadline: Duration,
+    ) -> Result<C::Reply, AgentError> {
+        let result = self
+            .call(host_id, AgentCommand::new(id, ref_id, &command), deadline)
+            .await?;
+        serde_json::from_value(result).map_err(|err| AgentError::Refused {
+            command: C::NAME.to_string(),
+            code: "BAD_REPLY".into(),
+            message: format!("the reply does not match the protocol: {err}"),
+        })
+    }
+
+    /// Sends `command` to the host's agent and waits until `deadline` for its reply's result.
     pub async fn call(
         &self,
         host_id: &str,
@@ -418,19 +446,18 @@ impl AgentHub {
         deadline: Duration,
     ) -> Result<Value, AgentError> {
         let host = self.inner.store.get_host(host_id).await?;
-        let silence = self.inner.silence.as_secs() as i64;
-        let connected = host.as_ref().is_some_and(|h| {
-            h.connected_by.is_some() && crate::store::now_ts() - h.last_seen_ts <= silence
-        });
+        let connected = host
+            .as_ref()
+            .is_some_and(|h| h.is_connected(self.inner.silence, now_ts()));
         let created_ms = now_ms();
-        let deadline_ms = created_ms + deadline.as_millis() as i64;
+        let deadline_ms = created_ms + clock::millis(deadline);
         let record = AgentCommandRecord {
             id: command.id.clone(),
             host_id: host_id.to_owned(),
             name: command.name.clone(),
             args: command.args.to_string(),
             ref_id: command.ref_id.clone(),
-            state: "pending".to_owned(),
+            state: OutboxState::Pending,
             reply: None,
             created_ms,
             deadline_ms,
@@ -467,7 +494,9 @@ impl AgentHub {
             }
             let remaining = stored.deadline_ms - now_ms();
             if remaining <= 0 {
-                let already_expired = current.as_ref().is_some_and(|c| c.state == "expired");
+                let already_expired = current
+                    .as_ref()
+                    .is_some_and(|c| c.state == OutboxState::Expired);
                 if already_expired || self.inner.store.expire_agent_command(&stored.id).await? {
                     return Err(AgentError::TimedOut {
                         host_id: stored.host_id.clone(),
@@ -477,7 +506,7 @@ impl AgentHub {
                 // The reply landed just before the deadline: read it on the next turn.
                 continue;
             }
-            let wait = RECHECK_INTERVAL.min(Duration::from_millis(remaining as u64));
+            let wait = RECHECK_INTERVAL.min(Duration::from_millis(remaining.unsigned_abs()));
             let _ = crate::timing::waiting(tokio::time::timeout(wait, waiter.notified())).await;
         }
     }

@@ -18,7 +18,8 @@ use super::{
 };
 use crate::{
     auth::{self, SESSION_TTL_SECS, TokenSpec},
-    store::{TokenKind, TokenRecord, now_ts},
+    clock::now_ts,
+    store::{TokenKind, TokenRecord},
 };
 
 /// The token a request was authenticated with.

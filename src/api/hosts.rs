@@ -9,7 +9,6 @@ use axum::{
     routing::get,
 };
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use super::{
     AppState,
@@ -18,7 +17,9 @@ use super::{
 };
 use crate::{
     auth::{self, TokenSpec},
-    store::{DatabaseRecord, DeleteHostOutcome, HostRecord, NewHost, TokenKind, now_ts},
+    clock::now_ts,
+    model::{DatabaseFile, MountPoint},
+    store::{DatabaseRecord, DeleteHostOutcome, HostRecord, NewHost, TokenKind},
 };
 
 pub fn routes() -> Router<AppState> {
@@ -67,16 +68,10 @@ pub struct HostView {
     pub db_engine_version: String,
 }
 
-/// Connected means: an agent socket is open on some replica and it spoke recently.
-pub fn is_connected(host: &HostRecord, state: &AppState, now: i64) -> bool {
-    host.connected_by.is_some()
-        && now - host.last_seen_ts <= state.config.agent_silence.as_secs() as i64
-}
-
 impl HostView {
     fn new(host: HostRecord, state: &AppState, now: i64) -> HostView {
         HostView {
-            is_connected: is_connected(&host, state, now),
+            is_connected: host.is_connected(state.config.agent_silence, now),
             host_id: host.host_id,
             db_vendor: host.db_vendor,
             last_seen_ts: host.last_seen_ts,
@@ -219,12 +214,12 @@ pub struct DatabaseView {
     pub vendor: String,
     pub status: String,
     pub mssql: MssqlDetails,
-    pub mount_points: Value,
+    pub mount_points: Vec<MountPoint>,
 }
 
 #[derive(Serialize)]
 pub struct MssqlDetails {
-    pub files: Value,
+    pub files: Vec<DatabaseFile>,
 }
 
 impl DatabaseView {
@@ -235,19 +230,9 @@ impl DatabaseView {
             name: db.name,
             vendor: db.vendor,
             status: db.status,
-            mssql: MssqlDetails {
-                files: parse_array(&db.files),
-            },
-            mount_points: parse_array(&db.mount_points),
+            mssql: MssqlDetails { files: db.files },
+            mount_points: db.mount_points,
         }
-    }
-}
-
-/// Inventory documents were validated when stored; a damaged one reads as empty, not as a 500.
-pub fn parse_array(json: &str) -> Value {
-    match serde_json::from_str(json) {
-        Ok(Value::Array(items)) => Value::Array(items),
-        _ => Value::Array(Vec::new()),
     }
 }
 

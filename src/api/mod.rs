@@ -1,7 +1,7 @@
 //! The HTTP API: one handler per operation, mounted under every path family that serves it.
 //!
 //! The seed generation (`/flex/api/v1/…`) is the contract; the current generation and the
-//! legacy aliases are the same handlers under other prefixes (DESIGN.md §1). Every request goes
+//! legacy aliases are the same handlers under other prefixes (`docs/architecture.md`). Every request goes
 //! through [`context::request_context`] (ref id, request id, log span, error bodies) and every
 //! API route through [`auth::require_api_token`].
 
@@ -29,7 +29,7 @@ use tower_http::{
     sensitive_headers::SetSensitiveRequestHeadersLayer,
 };
 
-use crate::{agents::AgentHub, config::Config, executor::Executor, sdp::SdpClient, store::Store};
+use crate::{agents::AgentHub, config::Config, executor::Waker, sdp::SdpClient, store::Store};
 pub use error::ApiError;
 
 /// Bodies above this size are refused with 413 before they are parsed.
@@ -44,8 +44,8 @@ pub struct AppState {
     pub sdp: Option<SdpClient>,
     /// The agents' sockets and the command outbox.
     pub agents: AgentHub,
-    /// Runs the tasks the API creates.
-    pub executor: Executor,
+    /// Wakes the executor when the API creates a task or asks one to abort.
+    pub executor: Waker,
     pub metrics: Arc<crate::metrics::Metrics>,
 }
 

@@ -9,7 +9,10 @@ use super::{
     error::ApiError,
     extract::{PathParams, QueryParams},
 };
-use crate::store::{TaskFilter, TaskRecord};
+use crate::{
+    model::{CommandType, TaskState},
+    store::{TaskFilter, TaskRecord},
+};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -18,17 +21,15 @@ pub fn routes() -> Router<AppState> {
         .route("/tasks/{request_id}/abort", axum::routing::post(abort_task))
 }
 
-pub const TASK_STATES: [&str; 4] = ["running", "completed", "failed", "aborted"];
-
 /// A task in the documented shape.
 #[derive(Serialize)]
 pub struct TaskView {
-    pub state: String,
+    pub state: TaskState,
     pub create_ts: i64,
     pub update_ts: i64,
     pub request_id: String,
     pub owner: String,
-    pub command_type: String,
+    pub command_type: CommandType,
     pub ref_id: String,
     pub error: String,
     /// Stored JSON, passed through as it is (null until the task has a result).
@@ -62,24 +63,35 @@ struct TaskListQuery {
     ref_id: Option<String>,
 }
 
+/// A query value that must be one of an enum's values.
+fn query_value<T: std::str::FromStr<Err = crate::model::UnknownValue>>(
+    name: &str,
+    value: Option<&str>,
+) -> Result<Option<T>, ApiError> {
+    value
+        .map(|text| {
+            text.parse().map_err(|err| {
+                ApiError::bad_request("INVALID_QUERY", format!("query '{name}': {err}"))
+            })
+        })
+        .transpose()
+}
+
 async fn list_tasks(
     State(state): State<AppState>,
     QueryParams(query): QueryParams<TaskListQuery>,
 ) -> Result<Json<Vec<TaskView>>, ApiError> {
-    if let Some(wanted) = query.state.as_deref()
-        && !TASK_STATES.contains(&wanted)
-    {
-        return Err(ApiError::bad_request(
-            "INVALID_QUERY",
-            format!(
-                "query 'state': '{wanted}' is not a task state (one of {})",
-                TASK_STATES.join(", ")
-            ),
-        ));
-    }
+    let wanted_state = query_value("state", query.state.as_deref())?;
+    // A command type no task can have matches nothing: other systems' tasks carry types
+    // this Flex has never heard of, and asking for them is not an error.
+    let command_type = match query.command_type.as_deref().map(str::parse::<CommandType>) {
+        None => None,
+        Some(Ok(command_type)) => Some(command_type),
+        Some(Err(_)) => return Ok(Json(Vec::new())),
+    };
     let filter = TaskFilter {
-        state: query.state,
-        command_type: query.command_type,
+        state: wanted_state,
+        command_type,
         ref_id: query.ref_id,
     };
     let tasks = state.store.list_tasks(&filter).await?;

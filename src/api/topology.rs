@@ -1,5 +1,5 @@
 //! Topology: every host, its SDPs and its databases in one document, in the shape of the real
-//! Flex's response (`reference/topology-example.json`). Built from one query per table, joined
+//! Flex's response (`tests/fixtures/topology-example.json`). Built from one query per table, joined
 //! in memory, and serialized from borrowed, typed views: with a thousand hosts the document runs
 //! to megabytes, so it must not be assembled as a tree of `serde_json::Value`s.
 
@@ -12,12 +12,13 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde::Serialize;
 
-use super::{AppState, error::ApiError, hosts::is_connected};
-use crate::store::{
-    DatabaseRecord, DbSnapshotRecord, EchoDbRecord, HostRecord, now_ts, serial_for_path,
+use super::{AppState, error::ApiError};
+use crate::{
+    clock::now_ts,
+    model::{ConsistencyLevel, FileKind, SdpHostName, serial_for_path},
+    store::{DatabaseRecord, DbSnapshotRecord, EchoDbRecord, HostRecord},
 };
 
 pub fn routes() -> Router<AppState> {
@@ -27,7 +28,7 @@ pub fn routes() -> Router<AppState> {
 #[derive(Serialize)]
 struct Entry<'a> {
     host: HostView<'a>,
-    sdps: Value,
+    sdps: &'a [SdpHostName],
     databases: Vec<DatabaseView<'a>>,
 }
 
@@ -44,13 +45,13 @@ struct HostView<'a> {
     cloud_vendor: &'a str,
     db_vendor: &'a str,
     db_engine_version: &'a str,
-    vm_id: Value,
-    cidrs: Value,
-    instance_type: Value,
-    cpus: Value,
-    memory: Value,
-    location: Value,
-    zone: Value,
+    vm_id: &'a str,
+    cidrs: &'a [String],
+    instance_type: &'a str,
+    cpus: u64,
+    memory: u64,
+    location: &'a str,
+    zone: &'a str,
 }
 
 #[derive(Serialize)]
@@ -59,7 +60,7 @@ struct DatabaseView<'a> {
     name: &'a str,
     vendor: &'a str,
     status: &'a str,
-    files: Vec<FileView>,
+    files: Vec<FileView<'a>>,
     db_snapshots: &'a [SnapshotRef<'a>],
     db_snapshot_allowed: bool,
     db_snapshot_disallowed_reason: String,
@@ -67,51 +68,25 @@ struct DatabaseView<'a> {
 }
 
 /// A file as the agent reported it, with the SDP columns joined when its inventory arrived.
-#[derive(Deserialize)]
-struct StoredFile {
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    size_mb: u64,
-    #[serde(default = "data_kind")]
-    kind: String,
-    #[serde(default)]
-    path: String,
-    #[serde(default)]
-    sdp_id: String,
-    #[serde(default)]
-    volume_id: Option<u64>,
-    #[serde(default)]
-    volume_name: Option<String>,
-    #[serde(default)]
-    volume_group_id: Option<u64>,
-    #[serde(default)]
-    volume_group_name: Option<String>,
-}
-
-fn data_kind() -> String {
-    "data".to_owned()
-}
-
 #[derive(Serialize)]
-struct FileView {
-    sdp_id: String,
-    name: String,
+struct FileView<'a> {
+    sdp_id: &'a str,
+    name: &'a str,
     size_mb: u64,
-    kind: String,
-    path: String,
+    kind: FileKind,
+    path: &'a str,
     volume_id: Option<u64>,
-    volume_name: Option<String>,
+    volume_name: Option<&'a str>,
     volume_group_id: Option<u64>,
-    volume_group_name: Option<String>,
-    volume_scsi_sn: Option<String>,
+    volume_group_name: Option<&'a str>,
+    volume_scsi_sn: Option<&'a str>,
 }
 
 #[derive(Serialize)]
 struct SnapshotRef<'a> {
     id: &'a str,
     timestamp: i64,
-    consistency_level: &'a str,
+    consistency_level: ConsistencyLevel,
     deletable: bool,
 }
 
@@ -122,15 +97,9 @@ struct Parent<'a> {
     snap_id: &'a str,
 }
 
-/// Only the member ids of a snapshot's `databases` document are needed here.
-#[derive(Deserialize)]
-struct Member {
-    db_id: String,
-}
-
 /// Snapshots by the databases they hold, and the parents of echo DBs: built once per request.
 struct EchoFacts<'a> {
-    snapshots: HashMap<(&'a str, String), Vec<SnapshotRef<'a>>>,
+    snapshots: HashMap<(&'a str, &'a str), Vec<SnapshotRef<'a>>>,
     parents: HashMap<(&'a str, &'a str), Parent<'a>>,
 }
 
@@ -140,18 +109,16 @@ impl<'a> EchoFacts<'a> {
         for echo in echo_dbs {
             *in_use.entry(echo.snapshot_id.as_str()).or_default() += 1;
         }
-        let mut by_db: HashMap<(&'a str, String), Vec<SnapshotRef<'a>>> = HashMap::new();
+        let mut by_db: HashMap<(&'a str, &'a str), Vec<SnapshotRef<'a>>> = HashMap::new();
         for snapshot in snapshots {
-            let members: Vec<Member> =
-                serde_json::from_str(&snapshot.databases).unwrap_or_default();
-            for member in members {
+            for member in &snapshot.databases {
                 by_db
-                    .entry((snapshot.host_id.as_str(), member.db_id))
+                    .entry((snapshot.host_id.as_str(), member.db_id.as_str()))
                     .or_default()
                     .push(SnapshotRef {
                         id: &snapshot.id,
                         timestamp: snapshot.created_ts,
-                        consistency_level: &snapshot.consistency_level,
+                        consistency_level: snapshot.consistency_level,
                         deletable: !in_use.contains_key(snapshot.id.as_str()),
                     });
             }
@@ -194,8 +161,7 @@ async fn topology(State(state): State<AppState>) -> Result<Response, ApiError> {
     let entries: Vec<Entry<'_>> = hosts
         .iter()
         .map(|host| {
-            let connected = is_connected(host, &state, now);
-            let facts = host.facts_json();
+            let connected = host.is_connected(state.config.agent_silence, now);
             let databases = databases_by_host
                 .get(host.host_id.as_str())
                 .map(Vec::as_slice)
@@ -204,11 +170,8 @@ async fn topology(State(state): State<AppState>) -> Result<Response, ApiError> {
                 .map(|db| database_view(db, host, connected, &echo))
                 .collect();
             Entry {
-                sdps: facts
-                    .get("sdps")
-                    .cloned()
-                    .unwrap_or(Value::Array(Vec::new())),
-                host: host_view(host, connected, facts),
+                sdps: &host.sdps,
+                host: host_view(host, connected),
                 databases,
             }
         })
@@ -217,11 +180,8 @@ async fn topology(State(state): State<AppState>) -> Result<Response, ApiError> {
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
-fn host_view(host: &HostRecord, connected: bool, mut facts: Value) -> HostView<'_> {
-    let mut fact = |key: &str, default: Value| match facts.get_mut(key) {
-        Some(value) => value.take(),
-        None => default,
-    };
+fn host_view(host: &HostRecord, connected: bool) -> HostView<'_> {
+    let facts = &host.facts;
     HostView {
         id: &host.host_id,
         name: &host.host_name,
@@ -234,13 +194,13 @@ fn host_view(host: &HostRecord, connected: bool, mut facts: Value) -> HostView<'
         cloud_vendor: &host.cloud_vendor,
         db_vendor: &host.db_vendor,
         db_engine_version: &host.db_engine_version,
-        vm_id: fact("vm_id", Value::from("")),
-        cidrs: fact("cidrs", Value::Array(Vec::new())),
-        instance_type: fact("instance_type", Value::from("")),
-        cpus: fact("cpus", Value::from(0)),
-        memory: fact("memory", Value::from(0)),
-        location: fact("location", Value::from("")),
-        zone: fact("zone", Value::from("")),
+        vm_id: &facts.vm_id,
+        cidrs: &facts.cidrs,
+        instance_type: &facts.instance_type,
+        cpus: facts.cpus,
+        memory: facts.memory,
+        location: &facts.location,
+        zone: &facts.zone,
     }
 }
 
@@ -250,26 +210,29 @@ fn database_view<'a>(
     connected: bool,
     echo: &'a EchoFacts<'a>,
 ) -> DatabaseView<'a> {
-    let mounts: Vec<Value> = serde_json::from_str(&db.mount_points).unwrap_or_default();
-    let stored: Vec<StoredFile> = serde_json::from_str(&db.files).unwrap_or_default();
-    let files = stored
-        .into_iter()
-        .map(|file| FileView {
-            volume_scsi_sn: serial_for_path(&file.path, &mounts),
-            sdp_id: file.sdp_id,
-            name: file.name,
-            size_mb: file.size_mb,
-            kind: file.kind,
-            path: file.path,
-            volume_id: file.volume_id,
-            volume_name: file.volume_name,
-            volume_group_id: file.volume_group_id,
-            volume_group_name: file.volume_group_name,
+    let files = db
+        .files
+        .iter()
+        .map(|stored| {
+            let file = &stored.file;
+            let sdp = stored.sdp.as_ref();
+            FileView {
+                volume_scsi_sn: serial_for_path(&file.path, &db.mount_points),
+                sdp_id: sdp.map_or("", |s| s.sdp_id.as_str()),
+                name: &file.name,
+                size_mb: file.size_mb,
+                kind: file.kind,
+                path: &file.path,
+                volume_id: sdp.map(|s| s.volume_id),
+                volume_name: sdp.map(|s| s.volume_name.as_str()),
+                volume_group_id: sdp.and_then(|s| s.volume_group_id),
+                volume_group_name: sdp.and_then(|s| s.volume_group_name.as_deref()),
+            }
         })
         .collect();
     let db_snapshots = echo
         .snapshots
-        .get(&(host.host_id.as_str(), db.db_id.clone()))
+        .get(&(host.host_id.as_str(), db.db_id.as_str()))
         .map(Vec::as_slice)
         .unwrap_or_default();
     let disallowed_reason = if !connected {

@@ -1,4 +1,5 @@
-//! The SDP REST client Flex drives the array with (`reference/sdp-api.md`).
+//! The SDP REST client Flex drives the array with (the subset of the SDP API in
+//! `docs/architecture.md`).
 //!
 //! Every call is typed, carries the `hs-ref-id` of the task it serves, and fails with an
 //! [`SdpError`] that tells the executor whether to retry, give up, or look the object up
@@ -55,8 +56,8 @@ impl SdpConfig {
             password: password.to_owned(),
             ca_file: None,
             insecure: false,
-            connect_timeout: Duration::from_secs(5),
-            request_timeout: Duration::from_secs(30),
+            connect_timeout: crate::defaults::SDP_CONNECT_TIMEOUT,
+            request_timeout: crate::defaults::SDP_TIMEOUT,
         }
     }
 }

@@ -1,7 +1,25 @@
 //! What the agent channel keeps: a host's reported facts and liveness, and the outbox of
 //! commands to agents with their replies.
 
-use super::{Store, StoreResult, in_write_tx, now_ts, on_reader};
+use super::{Store, StoreError, StoreResult, corrupt, in_write_tx, on_reader};
+use crate::{
+    clock::now_ts,
+    model::{HostFacts, SdpHostName},
+};
+
+crate::wire_enum! {
+    /// Where a command in the outbox stands.
+    pub enum OutboxState ("agent command state") {
+        /// Waiting to be sent by the replica holding the host's socket.
+        Pending = "pending",
+        /// Sent, waiting for the reply.
+        Delivered = "delivered",
+        /// Replied to: the reply is stored.
+        Done = "done",
+        /// Its deadline passed without a reply; never delivered late.
+        Expired = "expired",
+    }
+}
 
 /// Host facts an agent reports in `hello`.
 #[derive(Clone, Debug, Default)]
@@ -13,12 +31,13 @@ pub struct AgentFacts {
     pub agent_version: String,
     pub cloud_vendor: String,
     pub db_engine_version: String,
-    /// Further facts (vm_id, cidrs, …) as a JSON object.
-    pub facts: String,
+    /// Further facts (vm_id, cidrs, …).
+    pub facts: HostFacts,
 }
 
-/// One command in the outbox.
-#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+/// One command in the outbox: the wire command (its name and JSON arguments, typed by the
+/// protocol at both ends) and how its delivery stands.
+#[derive(Clone, Debug, PartialEq)]
 pub struct AgentCommandRecord {
     pub id: String,
     pub host_id: String,
@@ -26,13 +45,51 @@ pub struct AgentCommandRecord {
     /// JSON object.
     pub args: String,
     pub ref_id: String,
-    pub state: String,
+    pub state: OutboxState,
     /// The agent's reply as JSON (`{"ok": …, "result"|"error": …}`), once it came.
     pub reply: Option<String>,
     pub created_ms: i64,
     pub deadline_ms: i64,
     pub delivered_count: i64,
     pub replied_ms: Option<i64>,
+}
+
+#[derive(sqlx::FromRow)]
+struct CommandRow {
+    id: String,
+    host_id: String,
+    name: String,
+    args: String,
+    ref_id: String,
+    state: String,
+    reply: Option<String>,
+    created_ms: i64,
+    deadline_ms: i64,
+    delivered_count: i64,
+    replied_ms: Option<i64>,
+}
+
+impl TryFrom<CommandRow> for AgentCommandRecord {
+    type Error = StoreError;
+
+    fn try_from(row: CommandRow) -> StoreResult<AgentCommandRecord> {
+        Ok(AgentCommandRecord {
+            state: row
+                .state
+                .parse()
+                .map_err(|e: crate::model::UnknownValue| corrupt("agent_commands", &row.id, e))?,
+            id: row.id,
+            host_id: row.host_id,
+            name: row.name,
+            args: row.args,
+            ref_id: row.ref_id,
+            reply: row.reply,
+            created_ms: row.created_ms,
+            deadline_ms: row.deadline_ms,
+            delivered_count: row.delivered_count,
+            replied_ms: row.replied_ms,
+        })
+    }
 }
 
 macro_rules! command_columns {
@@ -52,6 +109,13 @@ impl Store {
         facts: &AgentFacts,
     ) -> StoreResult<bool> {
         let now = now_ts();
+        // A hello replaces the agent's facts; the SDP host names come back with its inventory.
+        let stored = super::hosts::StoredFacts {
+            facts: facts.facts.clone(),
+            sdps: Vec::new(),
+        };
+        let facts_json =
+            serde_json::to_string(&stored).map_err(|e| corrupt("hosts", host_id, e))?;
         in_write_tx!(self, |tx| {
             let updated = sqlx::query(
                 "UPDATE hosts SET host_name = $2, host_iqn = $3, host_os = $4, \
@@ -67,7 +131,7 @@ impl Store {
             .bind(&facts.agent_version)
             .bind(&facts.cloud_vendor)
             .bind(&facts.db_engine_version)
-            .bind(&facts.facts)
+            .bind(&facts_json)
             .bind(instance)
             .bind(now)
             .execute(&mut *tx)
@@ -78,11 +142,7 @@ impl Store {
     }
 
     /// Stores which SDPs know this host (their host object names) in its facts.
-    pub async fn record_host_sdps(
-        &self,
-        host_id: &str,
-        sdps: &serde_json::Value,
-    ) -> StoreResult<()> {
+    pub async fn record_host_sdps(&self, host_id: &str, sdps: &[SdpHostName]) -> StoreResult<()> {
         in_write_tx!(self, |tx| {
             let facts: Option<String> =
                 sqlx::query_scalar("SELECT facts FROM hosts WHERE host_id = $1")
@@ -92,15 +152,13 @@ impl Store {
             let Some(facts) = facts else {
                 return Ok(());
             };
-            let mut facts: serde_json::Value =
-                serde_json::from_str(&facts).unwrap_or_else(|_| serde_json::json!({}));
-            if !facts.is_object() {
-                facts = serde_json::json!({});
-            }
-            facts["sdps"] = sdps.clone();
+            let mut facts: super::hosts::StoredFacts =
+                serde_json::from_str(&facts).map_err(|e| corrupt("hosts", host_id, e))?;
+            facts.sdps = sdps.to_vec();
+            let facts = serde_json::to_string(&facts).map_err(|e| corrupt("hosts", host_id, e))?;
             sqlx::query("UPDATE hosts SET facts = $2 WHERE host_id = $1")
                 .bind(host_id)
-                .bind(facts.to_string())
+                .bind(facts)
                 .execute(&mut *tx)
                 .await?;
             Ok(())
@@ -176,7 +234,7 @@ impl Store {
             .bind(command.deadline_ms)
             .execute(&mut *tx)
             .await?;
-            let stored: AgentCommandRecord = sqlx::query_as(concat!(
+            let stored: CommandRow = sqlx::query_as(concat!(
                 "SELECT ",
                 command_columns!(),
                 " FROM agent_commands c WHERE c.id = $1"
@@ -184,7 +242,7 @@ impl Store {
             .bind(&command.id)
             .fetch_one(&mut *tx)
             .await?;
-            Ok(stored)
+            AgentCommandRecord::try_from(stored)
         })
     }
 
@@ -194,9 +252,10 @@ impl Store {
             command_columns!(),
             " FROM agent_commands c WHERE c.id = $1"
         );
-        Ok(on_reader!(self, |pool| {
+        let row: Option<CommandRow> = on_reader!(self, |pool| {
             sqlx::query_as(sql).bind(id).fetch_optional(pool).await?
-        }))
+        });
+        row.map(AgentCommandRecord::try_from).transpose()
     }
 
     /// Which of these commands have a reply (or ended without one): one query for all the
@@ -234,13 +293,14 @@ impl Store {
              WHERE c.state = 'pending' AND h.connected_by = $1 AND c.deadline_ms > $2 \
              ORDER BY c.created_ms, c.id"
         );
-        Ok(on_reader!(self, |pool| {
+        let rows: Vec<CommandRow> = on_reader!(self, |pool| {
             sqlx::query_as(sql)
                 .bind(instance)
                 .bind(now_ms)
                 .fetch_all(pool)
                 .await?
-        }))
+        });
+        rows.into_iter().map(AgentCommandRecord::try_from).collect()
     }
 
     /// Commands of a host still waiting for a reply (sent or not): what a reconnecting agent
@@ -257,13 +317,14 @@ impl Store {
              WHERE c.host_id = $1 AND c.state IN ('pending', 'delivered') AND c.deadline_ms > $2 \
              ORDER BY c.created_ms, c.id"
         );
-        Ok(on_reader!(self, |pool| {
+        let rows: Vec<CommandRow> = on_reader!(self, |pool| {
             sqlx::query_as(sql)
                 .bind(host_id)
                 .bind(now_ms)
                 .fetch_all(pool)
                 .await?
-        }))
+        });
+        rows.into_iter().map(AgentCommandRecord::try_from).collect()
     }
 
     /// Takes a pending command for sending. Only one deliverer wins, so a command is not sent

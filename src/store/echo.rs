@@ -1,26 +1,65 @@
-//! Db snapshots, echo DBs (the clones attached on destination hosts), and the SDP ledger:
-//! every object Flex creates on an SDP, from creation until it is deleted.
+//! Db snapshots and echo DBs (the clones attached on destination hosts). Their JSON columns
+//! (a snapshot's volume group snapshots and member databases, an echo DB's volumes) are read
+//! into their typed documents here; a row that does not parse is an error naming it.
 
-use super::{Store, StoreResult, in_write_tx, on_reader};
+use super::{Store, StoreError, StoreResult, corrupt, in_write_tx, on_reader};
+use crate::model::{ConsistencyLevel, EchoVolume, SourceDb, VgSnapshot};
 
-#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct DbSnapshotRecord {
     pub id: String,
     pub host_id: String,
     pub host_name: String,
     pub sdp_id: String,
-    pub consistency_level: String,
+    pub consistency_level: ConsistencyLevel,
     pub db_engine_version: String,
-    pub is_vss_based: i64,
+    pub is_vss_based: bool,
     pub created_ts: i64,
     pub task_id: String,
-    /// JSON: `[{"vg_id", "sdp_snapshot_id"}]`.
-    pub vg_snapshots: String,
-    /// JSON: `[{"db_id", "db_name", "files": [...]}]`.
-    pub databases: String,
+    pub vg_snapshots: Vec<VgSnapshot>,
+    pub databases: Vec<SourceDb>,
 }
 
-#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+#[derive(sqlx::FromRow)]
+struct DbSnapshotRow {
+    id: String,
+    host_id: String,
+    host_name: String,
+    sdp_id: String,
+    consistency_level: String,
+    db_engine_version: String,
+    is_vss_based: i64,
+    created_ts: i64,
+    task_id: String,
+    vg_snapshots: String,
+    databases: String,
+}
+
+impl TryFrom<DbSnapshotRow> for DbSnapshotRecord {
+    type Error = StoreError;
+
+    fn try_from(row: DbSnapshotRow) -> StoreResult<DbSnapshotRecord> {
+        let unreadable = |detail: &dyn std::fmt::Display| corrupt("db_snapshots", &row.id, detail);
+        Ok(DbSnapshotRecord {
+            consistency_level: row
+                .consistency_level
+                .parse()
+                .map_err(|e: crate::model::UnknownValue| unreadable(&e))?,
+            vg_snapshots: serde_json::from_str(&row.vg_snapshots).map_err(|e| unreadable(&e))?,
+            databases: serde_json::from_str(&row.databases).map_err(|e| unreadable(&e))?,
+            id: row.id,
+            host_id: row.host_id,
+            host_name: row.host_name,
+            sdp_id: row.sdp_id,
+            db_engine_version: row.db_engine_version,
+            is_vss_based: row.is_vss_based != 0,
+            created_ts: row.created_ts,
+            task_id: row.task_id,
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
 pub struct EchoDbRecord {
     pub host_id: String,
     pub db_id: String,
@@ -31,18 +70,42 @@ pub struct EchoDbRecord {
     pub src_db_name: String,
     pub task_id: String,
     pub created_ts: i64,
-    /// JSON: `[{"volume_id", "serial", "mapping_id", "sdp_host_id"}]`.
-    pub volumes: String,
+    pub volumes: Vec<EchoVolume>,
 }
 
-#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
-pub struct LedgerEntry {
-    pub kind: String,
-    pub sdp_id: i64,
-    pub name: String,
-    pub task_id: String,
-    pub created_ms: i64,
-    pub deleted_ms: Option<i64>,
+#[derive(sqlx::FromRow)]
+struct EchoDbRow {
+    host_id: String,
+    db_id: String,
+    name: String,
+    snapshot_id: String,
+    src_host_id: String,
+    src_db_id: String,
+    src_db_name: String,
+    task_id: String,
+    created_ts: i64,
+    volumes: String,
+}
+
+impl TryFrom<EchoDbRow> for EchoDbRecord {
+    type Error = StoreError;
+
+    fn try_from(row: EchoDbRow) -> StoreResult<EchoDbRecord> {
+        let volumes = serde_json::from_str(&row.volumes)
+            .map_err(|e| corrupt("echo_dbs", &format!("{}/{}", row.host_id, row.db_id), e))?;
+        Ok(EchoDbRecord {
+            host_id: row.host_id,
+            db_id: row.db_id,
+            name: row.name,
+            snapshot_id: row.snapshot_id,
+            src_host_id: row.src_host_id,
+            src_db_id: row.src_db_id,
+            src_db_name: row.src_db_name,
+            task_id: row.task_id,
+            created_ts: row.created_ts,
+            volumes,
+        })
+    }
 }
 
 macro_rules! snapshot_columns {
@@ -58,16 +121,15 @@ macro_rules! echo_columns {
     };
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
+fn to_json<T: serde::Serialize>(table: &'static str, key: &str, value: &T) -> StoreResult<String> {
+    serde_json::to_string(value).map_err(|e| corrupt(table, key, e))
 }
 
 impl Store {
     /// Records a db snapshot; recording it again (a re-run step) changes nothing.
     pub async fn insert_db_snapshot(&self, s: &DbSnapshotRecord) -> StoreResult<()> {
+        let vg_snapshots = to_json("db_snapshots", &s.id, &s.vg_snapshots)?;
+        let databases = to_json("db_snapshots", &s.id, &s.databases)?;
         in_write_tx!(self, |tx| {
             sqlx::query(concat!(
                 "INSERT INTO db_snapshots (",
@@ -78,13 +140,13 @@ impl Store {
             .bind(&s.host_id)
             .bind(&s.host_name)
             .bind(&s.sdp_id)
-            .bind(&s.consistency_level)
+            .bind(s.consistency_level.as_str())
             .bind(&s.db_engine_version)
-            .bind(s.is_vss_based)
+            .bind(i64::from(s.is_vss_based))
             .bind(s.created_ts)
             .bind(&s.task_id)
-            .bind(&s.vg_snapshots)
-            .bind(&s.databases)
+            .bind(&vg_snapshots)
+            .bind(&databases)
             .execute(&mut *tx)
             .await?;
             Ok(())
@@ -97,9 +159,10 @@ impl Store {
             snapshot_columns!(),
             " FROM db_snapshots WHERE id = $1"
         );
-        Ok(on_reader!(self, |pool| {
+        let row: Option<DbSnapshotRow> = on_reader!(self, |pool| {
             sqlx::query_as(sql).bind(id).fetch_optional(pool).await?
-        }))
+        });
+        row.map(DbSnapshotRecord::try_from).transpose()
     }
 
     pub async fn list_db_snapshots(&self) -> StoreResult<Vec<DbSnapshotRecord>> {
@@ -108,9 +171,9 @@ impl Store {
             snapshot_columns!(),
             " FROM db_snapshots ORDER BY created_ts, id"
         );
-        Ok(on_reader!(self, |pool| sqlx::query_as(sql)
-            .fetch_all(pool)
-            .await?))
+        let rows: Vec<DbSnapshotRow> =
+            on_reader!(self, |pool| sqlx::query_as(sql).fetch_all(pool).await?);
+        rows.into_iter().map(DbSnapshotRecord::try_from).collect()
     }
 
     pub async fn delete_db_snapshot_row(&self, id: &str) -> StoreResult<bool> {
@@ -125,6 +188,7 @@ impl Store {
     }
 
     pub async fn insert_echo_db(&self, e: &EchoDbRecord) -> StoreResult<()> {
+        let volumes = to_json("echo_dbs", &e.db_id, &e.volumes)?;
         in_write_tx!(self, |tx| {
             sqlx::query(concat!(
                 "INSERT INTO echo_dbs (",
@@ -141,7 +205,7 @@ impl Store {
             .bind(&e.src_db_name)
             .bind(&e.task_id)
             .bind(e.created_ts)
-            .bind(&e.volumes)
+            .bind(&volumes)
             .execute(&mut *tx)
             .await?;
             Ok(())
@@ -158,13 +222,14 @@ impl Store {
             echo_columns!(),
             " FROM echo_dbs WHERE host_id = $1 AND db_id = $2"
         );
-        Ok(on_reader!(self, |pool| {
+        let row: Option<EchoDbRow> = on_reader!(self, |pool| {
             sqlx::query_as(sql)
                 .bind(host_id)
                 .bind(db_id)
                 .fetch_optional(pool)
                 .await?
-        }))
+        });
+        row.map(EchoDbRecord::try_from).transpose()
     }
 
     pub async fn list_echo_dbs(&self) -> StoreResult<Vec<EchoDbRecord>> {
@@ -173,9 +238,9 @@ impl Store {
             echo_columns!(),
             " FROM echo_dbs ORDER BY host_id, name"
         );
-        Ok(on_reader!(self, |pool| sqlx::query_as(sql)
-            .fetch_all(pool)
-            .await?))
+        let rows: Vec<EchoDbRow> =
+            on_reader!(self, |pool| sqlx::query_as(sql).fetch_all(pool).await?);
+        rows.into_iter().map(EchoDbRecord::try_from).collect()
     }
 
     pub async fn delete_echo_db_row(&self, host_id: &str, db_id: &str) -> StoreResult<bool> {
@@ -188,157 +253,5 @@ impl Store {
                 .rows_affected();
             Ok(deleted > 0)
         })
-    }
-
-    /// Notes an object Flex created on the SDP (idempotent).
-    pub async fn ledger_created(
-        &self,
-        kind: &str,
-        sdp_id: u64,
-        name: &str,
-        task_id: &str,
-    ) -> StoreResult<()> {
-        let now = now_ms();
-        in_write_tx!(self, |tx| {
-            sqlx::query(
-                "INSERT INTO sdp_ledger (kind, sdp_id, name, task_id, created_ms, deleted_ms) \
-                 VALUES ($1, $2, $3, $4, $5, NULL) \
-                 ON CONFLICT (kind, sdp_id) DO UPDATE SET deleted_ms = NULL",
-            )
-            .bind(kind)
-            .bind(sdp_id as i64)
-            .bind(name)
-            .bind(task_id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query("DELETE FROM sdp_intents WHERE kind = $1 AND name = $2 AND task_id = $3")
-                .bind(kind)
-                .bind(name)
-                .bind(task_id)
-                .execute(&mut *tx)
-                .await?;
-            Ok(())
-        })
-    }
-
-    /// Records that the task is about to create an object of that kind and name (see the
-    /// `sdp_intents` migration for why).
-    pub async fn ledger_intend(&self, kind: &str, name: &str, task_id: &str) -> StoreResult<()> {
-        let now = now_ms();
-        in_write_tx!(self, |tx| {
-            sqlx::query(
-                "INSERT INTO sdp_intents (kind, name, task_id, created_ms) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (kind, name, task_id) DO NOTHING",
-            )
-            .bind(kind)
-            .bind(name)
-            .bind(task_id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            Ok(())
-        })
-    }
-
-    /// Whether an object found on the SDP is Flex's: already in the ledger, or made by this
-    /// task's own create whose answer was lost (then it is recorded now). False means an
-    /// operator's object, which Flex uses but never deletes.
-    pub async fn ledger_adopt(
-        &self,
-        kind: &str,
-        sdp_id: u64,
-        name: &str,
-        task_id: &str,
-    ) -> StoreResult<bool> {
-        if self.ledger_is_ours(kind, sdp_id).await? {
-            return Ok(true);
-        }
-        let intended: Option<String> = on_reader!(self, |pool| {
-            sqlx::query_scalar(
-                "SELECT name FROM sdp_intents WHERE kind = $1 AND name = $2 AND task_id = $3",
-            )
-            .bind(kind)
-            .bind(name)
-            .bind(task_id)
-            .fetch_optional(pool)
-            .await?
-        });
-        if intended.is_none() {
-            return Ok(false);
-        }
-        self.ledger_created(kind, sdp_id, name, task_id).await?;
-        Ok(true)
-    }
-
-    /// The ledger's line for an object, deleted or not.
-    pub async fn ledger_entry(&self, kind: &str, sdp_id: u64) -> StoreResult<Option<LedgerEntry>> {
-        Ok(on_reader!(self, |pool| {
-            sqlx::query_as(
-                "SELECT kind, sdp_id, name, task_id, created_ms, deleted_ms FROM sdp_ledger \
-                 WHERE kind = $1 AND sdp_id = $2",
-            )
-            .bind(kind)
-            .bind(sdp_id as i64)
-            .fetch_optional(pool)
-            .await?
-        }))
-    }
-
-    /// Live objects of one kind that a task created.
-    pub async fn ledger_live_of_task(
-        &self,
-        kind: &str,
-        task_id: &str,
-    ) -> StoreResult<Vec<LedgerEntry>> {
-        Ok(on_reader!(self, |pool| {
-            sqlx::query_as(
-                "SELECT kind, sdp_id, name, task_id, created_ms, deleted_ms FROM sdp_ledger \
-                 WHERE kind = $1 AND task_id = $2 AND deleted_ms IS NULL ORDER BY sdp_id",
-            )
-            .bind(kind)
-            .bind(task_id)
-            .fetch_all(pool)
-            .await?
-        }))
-    }
-
-    /// Notes that an object Flex created is gone from the SDP.
-    pub async fn ledger_deleted(&self, kind: &str, sdp_id: u64) -> StoreResult<()> {
-        let now = now_ms();
-        in_write_tx!(self, |tx| {
-            sqlx::query(
-                "UPDATE sdp_ledger SET deleted_ms = $3 WHERE kind = $1 AND sdp_id = $2 AND deleted_ms IS NULL",
-            )
-            .bind(kind)
-            .bind(sdp_id as i64)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            Ok(())
-        })
-    }
-
-    /// Objects Flex created that still exist on the SDP.
-    pub async fn ledger_live(&self) -> StoreResult<Vec<LedgerEntry>> {
-        Ok(on_reader!(self, |pool| {
-            sqlx::query_as(
-                "SELECT kind, sdp_id, name, task_id, created_ms, deleted_ms FROM sdp_ledger \
-                 WHERE deleted_ms IS NULL ORDER BY kind, sdp_id",
-            )
-            .fetch_all(pool)
-            .await?
-        }))
-    }
-
-    pub async fn ledger_is_ours(&self, kind: &str, sdp_id: u64) -> StoreResult<bool> {
-        let found: Option<i64> = on_reader!(self, |pool| {
-            sqlx::query_scalar("SELECT sdp_id FROM sdp_ledger WHERE kind = $1 AND sdp_id = $2")
-                .bind(kind)
-                .bind(sdp_id as i64)
-                .fetch_optional(pool)
-                .await?
-        });
-        Ok(found.is_some())
     }
 }

@@ -1,46 +1,123 @@
 //! The executor's bookkeeping: claiming a task with a lease, fencing every write on the
 //! lease's epoch, checkpoints, the step log, and ending a task.
 
-use super::{Backend, Store, StoreResult, TaskRecord, in_write_tx, now_ts, on_reader};
+use super::{Backend, Store, StoreError, StoreResult, TaskRecord, corrupt, in_write_tx, on_reader};
+use crate::{
+    clock::now_ts,
+    model::{CommandType, Phase, StepDetail, StepDirection, TaskState},
+};
 
 /// A claimed task: the row plus where its workflow stands.
-#[derive(Clone, Debug, sqlx::FromRow)]
+#[derive(Clone, Debug)]
 pub struct ClaimedTask {
     pub request_id: String,
-    pub command_type: String,
+    pub command_type: CommandType,
     pub ref_id: String,
     pub create_ts: i64,
-    pub location: String,
     pub request: String,
     pub epoch: i64,
-    pub step_index: i64,
+    pub step_index: usize,
+    /// The checkpoint document (JSON), as the executor last wrote it.
     pub checkpoint: String,
-    pub phase: String,
-    pub abort_requested: i64,
+    pub phase: Phase,
+    pub abort_requested: bool,
 }
 
-/// Command types the executor runs; other rows (imported history) are left alone.
-macro_rules! runnable_types {
-    () => {
-        "('CreateCloneCommand', 'CreateDBSnapshotCommand', 'ImportDBSnapshotCommand', \
-         'ReplaceDBCommand', 'DeleteCommand', 'DeleteDBSnapshotCommand')"
-    };
+#[derive(sqlx::FromRow)]
+struct ClaimedRow {
+    request_id: String,
+    command_type: String,
+    ref_id: String,
+    create_ts: i64,
+    request: String,
+    epoch: i64,
+    step_index: i64,
+    checkpoint: String,
+    phase: String,
+    abort_requested: i64,
 }
 
-macro_rules! claim_candidate {
-    ($lock:expr) => {
-        concat!(
-            "UPDATE tasks SET lease_owner = $1, lease_expires_ms = $2, epoch = epoch + 1 \
-             WHERE request_id = (SELECT request_id FROM tasks \
-               WHERE state = 'running' AND lease_expires_ms < $3 AND next_run_ms <= $3 \
-               AND command_type IN ",
-            runnable_types!(),
-            " ORDER BY create_ts, request_id LIMIT 1",
-            $lock,
-            ") RETURNING request_id, command_type, ref_id, create_ts, location, request, \
-             epoch, step_index, checkpoint, phase, abort_requested"
-        )
-    };
+impl TryFrom<ClaimedRow> for ClaimedTask {
+    type Error = StoreError;
+
+    fn try_from(row: ClaimedRow) -> StoreResult<ClaimedTask> {
+        let unreadable = |detail: String| corrupt("tasks", &row.request_id, detail);
+        Ok(ClaimedTask {
+            command_type: row
+                .command_type
+                .parse()
+                .map_err(|e: crate::model::UnknownValue| unreadable(e.to_string()))?,
+            phase: row
+                .phase
+                .parse()
+                .map_err(|e: crate::model::UnknownValue| unreadable(e.to_string()))?,
+            step_index: usize::try_from(row.step_index)
+                .map_err(|_| unreadable(format!("step_index {} is negative", row.step_index)))?,
+            request_id: row.request_id,
+            ref_id: row.ref_id,
+            create_ts: row.create_ts,
+            request: row.request,
+            epoch: row.epoch,
+            checkpoint: row.checkpoint,
+            abort_requested: row.abort_requested != 0,
+        })
+    }
+}
+
+/// One line of a task's step log.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepLogEntry {
+    pub name: String,
+    pub direction: StepDirection,
+    pub started_ms: i64,
+    pub finished_ms: i64,
+    /// What the step measured (e.g. `frozen_ms`).
+    pub detail: StepDetail,
+}
+
+#[derive(sqlx::FromRow)]
+struct StepRow {
+    request_id: String,
+    seq: i64,
+    name: String,
+    direction: String,
+    started_ms: i64,
+    finished_ms: i64,
+    detail: String,
+}
+
+impl TryFrom<StepRow> for StepLogEntry {
+    type Error = StoreError;
+
+    fn try_from(row: StepRow) -> StoreResult<StepLogEntry> {
+        let key = format!("{}/{}", row.request_id, row.seq);
+        Ok(StepLogEntry {
+            direction: row
+                .direction
+                .parse()
+                .map_err(|e: crate::model::UnknownValue| corrupt("task_steps", &key, e))?,
+            detail: serde_json::from_str(&row.detail)
+                .map_err(|e| corrupt("task_steps", &key, e))?,
+            name: row.name,
+            started_ms: row.started_ms,
+            finished_ms: row.finished_ms,
+        })
+    }
+}
+
+/// The claim query: the oldest runnable task whose lease is free or expired. `$4…` are the
+/// command types the executor runs (other rows, imported history, are left alone).
+fn claim_sql(runnable: &[CommandType], lock: &str) -> String {
+    let types: Vec<String> = (0..runnable.len()).map(|n| format!("${}", n + 4)).collect();
+    format!(
+        "UPDATE tasks SET lease_owner = $1, lease_expires_ms = $2, epoch = epoch + 1 \
+         WHERE request_id = (SELECT request_id FROM tasks \
+           WHERE state = 'running' AND lease_expires_ms < $3 AND next_run_ms <= $3 \
+           AND command_type IN ({}) ORDER BY create_ts, request_id LIMIT 1{lock}) \
+         RETURNING request_id, command_type, ref_id, create_ts, request, \
+         epoch, step_index, checkpoint, phase, abort_requested",
+        types.join(", ")
+    )
 }
 
 impl Store {
@@ -51,33 +128,40 @@ impl Store {
         owner: &str,
         lease_ms: i64,
         now_ms: i64,
+        runnable: &[CommandType],
     ) -> StoreResult<Option<ClaimedTask>> {
+        if runnable.is_empty() {
+            return Ok(None);
+        }
         let expires = now_ms + lease_ms;
-        match &self.backend {
+        macro_rules! claim {
+            ($sql:expr, $conn:expr) => {{
+                let sql = $sql;
+                let mut query = sqlx::query_as::<_, ClaimedRow>(sqlx::AssertSqlSafe(sql.as_str()))
+                    .bind(owner)
+                    .bind(expires)
+                    .bind(now_ms);
+                for kind in runnable {
+                    query = query.bind(kind.as_str());
+                }
+                query.fetch_optional($conn).await?
+            }};
+        }
+        let row = match &self.backend {
             Backend::Sqlite { writer, .. } => {
                 let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
-                let claimed = sqlx::query_as(claim_candidate!(""))
-                    .bind(owner)
-                    .bind(expires)
-                    .bind(now_ms)
-                    .fetch_optional(&mut *tx)
-                    .await?;
+                let row = claim!(claim_sql(runnable, ""), &mut *tx);
                 tx.commit().await?;
-                Ok(claimed)
+                row
             }
-            Backend::Postgres(pool) => {
-                Ok(sqlx::query_as(claim_candidate!(" FOR UPDATE SKIP LOCKED"))
-                    .bind(owner)
-                    .bind(expires)
-                    .bind(now_ms)
-                    .fetch_optional(pool)
-                    .await?)
-            }
-        }
+            Backend::Postgres(pool) => claim!(claim_sql(runnable, " FOR UPDATE SKIP LOCKED"), pool),
+        };
+        row.map(ClaimedTask::try_from).transpose()
     }
 
-    /// A restarted process frees the leases its previous incarnation held, so its unfinished
-    /// tasks resume at once instead of after the lease expires. Fencing still guards them.
+    /// A stopping or restarted process frees the leases it holds, so its unfinished tasks
+    /// resume at once (on a replica, or after the restart) instead of after the lease expires.
+    /// Fencing still guards them.
     pub async fn release_leases_of(&self, owner: &str) -> StoreResult<u64> {
         in_write_tx!(self, |tx| {
             let released = sqlx::query(
@@ -114,17 +198,18 @@ impl Store {
     }
 
     /// Records a finished step and moves the task on, in one transaction fenced on the epoch.
-    #[allow(clippy::too_many_arguments)]
     pub async fn checkpoint_step(
         &self,
         request_id: &str,
         epoch: i64,
-        next_index: i64,
-        phase: &str,
+        next: (usize, Phase),
         checkpoint: &str,
         step: &StepLogEntry,
     ) -> StoreResult<bool> {
         let now = now_ts();
+        let (next_index, phase) = next;
+        let detail = serde_json::to_string(&step.detail)
+            .map_err(|e| corrupt("task_steps", request_id, e))?;
         in_write_tx!(self, |tx| {
             let moved = sqlx::query(
                 "UPDATE tasks SET step_index = $3, phase = $4, checkpoint = $5, update_ts = $6 \
@@ -132,8 +217,8 @@ impl Store {
             )
             .bind(request_id)
             .bind(epoch)
-            .bind(next_index)
-            .bind(phase)
+            .bind(i64::try_from(next_index).unwrap_or(i64::MAX))
+            .bind(phase.as_str())
             .bind(checkpoint)
             .bind(now)
             .execute(&mut *tx)
@@ -149,10 +234,10 @@ impl Store {
             )
             .bind(request_id)
             .bind(&step.name)
-            .bind(&step.direction)
+            .bind(step.direction.as_str())
             .bind(step.started_ms)
             .bind(step.finished_ms)
-            .bind(&step.detail)
+            .bind(&detail)
             .execute(&mut *tx)
             .await?;
             Ok(true)
@@ -164,7 +249,7 @@ impl Store {
         &self,
         request_id: &str,
         epoch: i64,
-        state: &str,
+        state: TaskState,
         error: &str,
         result: Option<&str>,
     ) -> StoreResult<bool> {
@@ -177,7 +262,7 @@ impl Store {
             )
             .bind(request_id)
             .bind(epoch)
-            .bind(state)
+            .bind(state.as_str())
             .bind(error)
             .bind(result)
             .bind(now)
@@ -219,35 +304,24 @@ impl Store {
     }
 
     pub async fn task_steps(&self, request_id: &str) -> StoreResult<Vec<StepLogEntry>> {
-        Ok(on_reader!(self, |pool| {
+        let rows: Vec<StepRow> = on_reader!(self, |pool| {
             sqlx::query_as(
-                "SELECT name, direction, started_ms, finished_ms, detail FROM task_steps \
-                 WHERE request_id = $1 ORDER BY seq",
+                "SELECT request_id, seq, name, direction, started_ms, finished_ms, detail \
+                 FROM task_steps WHERE request_id = $1 ORDER BY seq",
             )
             .bind(request_id)
             .fetch_all(pool)
             .await?
-        }))
+        });
+        rows.into_iter().map(StepLogEntry::try_from).collect()
     }
 
     /// Running tasks, for the overall-deadline check and for tests.
     pub async fn running_tasks(&self) -> StoreResult<Vec<TaskRecord>> {
         self.list_tasks(&super::TaskFilter {
-            state: Some("running".into()),
+            state: Some(TaskState::Running),
             ..Default::default()
         })
         .await
     }
-}
-
-/// One line of a task's step log.
-#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
-pub struct StepLogEntry {
-    pub name: String,
-    /// `do` or `undo`.
-    pub direction: String,
-    pub started_ms: i64,
-    pub finished_ms: i64,
-    /// JSON object: what the step measured (e.g. `frozen_ms`).
-    pub detail: String,
 }

@@ -1,14 +1,18 @@
 //! Registered hosts, the token each one was given, and the databases its agent reports.
 
-use serde_json::Value;
+use std::time::Duration;
 
 use super::{
-    Store, StoreError, StoreResult, TokenRecord, in_write_tx, now_ts, on_reader,
+    Store, StoreError, StoreResult, TokenRecord, corrupt, in_write_tx, on_reader,
     tokens::insert_token_on,
+};
+use crate::{
+    clock::now_ts,
+    model::{DatabaseFile, HostFacts, MountPoint, SdpHostName, serial_for_path},
 };
 
 /// A host as stored: the registration plus the facts its agent reported.
-#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct HostRecord {
     pub host_id: String,
     pub db_vendor: String,
@@ -22,13 +26,68 @@ pub struct HostRecord {
     pub cloud_vendor: String,
     pub db_engine_version: String,
     pub connected_by: Option<String>,
-    pub facts: String,
+    pub facts: HostFacts,
+    /// The SDPs that have a host object for this host, found when its inventory was joined.
+    pub sdps: Vec<SdpHostName>,
+}
+
+/// The `facts` column: what the agent reported, and what Flex found on the arrays.
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+pub(super) struct StoredFacts {
+    #[serde(flatten)]
+    pub facts: HostFacts,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sdps: Vec<SdpHostName>,
 }
 
 impl HostRecord {
-    /// Extra facts (vm_id, cidrs, …) as a JSON object; `{}` when the agent sent none.
-    pub fn facts_json(&self) -> Value {
-        serde_json::from_str(&self.facts).unwrap_or_else(|_| Value::Object(Default::default()))
+    /// Connected means: an agent socket is open on some replica, and the agent spoke within
+    /// `silence` of `now` (unix seconds).
+    pub fn is_connected(&self, silence: Duration, now: i64) -> bool {
+        self.connected_by.is_some()
+            && now - self.last_seen_ts <= i64::try_from(silence.as_secs()).unwrap_or(i64::MAX)
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct HostRow {
+    host_id: String,
+    db_vendor: String,
+    created_ts: i64,
+    last_seen_ts: i64,
+    host_name: String,
+    host_iqn: String,
+    host_os: String,
+    host_os_version: String,
+    agent_version: String,
+    cloud_vendor: String,
+    db_engine_version: String,
+    connected_by: Option<String>,
+    facts: String,
+}
+
+impl TryFrom<HostRow> for HostRecord {
+    type Error = StoreError;
+
+    fn try_from(row: HostRow) -> StoreResult<HostRecord> {
+        let stored: StoredFacts =
+            serde_json::from_str(&row.facts).map_err(|e| corrupt("hosts", &row.host_id, e))?;
+        Ok(HostRecord {
+            facts: stored.facts,
+            sdps: stored.sdps,
+            host_id: row.host_id,
+            db_vendor: row.db_vendor,
+            created_ts: row.created_ts,
+            last_seen_ts: row.last_seen_ts,
+            host_name: row.host_name,
+            host_iqn: row.host_iqn,
+            host_os: row.host_os,
+            host_os_version: row.host_os_version,
+            agent_version: row.agent_version,
+            cloud_vendor: row.cloud_vendor,
+            db_engine_version: row.db_engine_version,
+            connected_by: row.connected_by,
+        })
     }
 }
 
@@ -48,52 +107,57 @@ pub enum DeleteHostOutcome {
 }
 
 /// One database as the host's agent reported it.
-#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct DatabaseRecord {
     pub host_id: String,
     pub db_id: String,
     pub name: String,
     pub vendor: String,
     pub status: String,
-    /// JSON array of the database's files.
-    pub files: String,
-    /// JSON array of the volumes the files live on.
-    pub mount_points: String,
+    pub files: Vec<DatabaseFile>,
+    /// The volumes the files live on.
+    pub mount_points: Vec<MountPoint>,
     pub updated_ts: i64,
 }
 
 impl DatabaseRecord {
     /// Each file with the serial of the disk it lives on.
-    pub fn files_with_serials(&self) -> Vec<(Value, Option<String>)> {
-        let mounts: Vec<Value> = serde_json::from_str(&self.mount_points).unwrap_or_default();
-        let files: Vec<Value> = serde_json::from_str(&self.files).unwrap_or_default();
-        files
-            .into_iter()
-            .map(|file| {
-                let path = file.get("path").and_then(Value::as_str).unwrap_or_default();
-                let serial = serial_for_path(path, &mounts);
-                (file, serial)
-            })
-            .collect()
+    pub fn files_with_serials(&self) -> impl Iterator<Item = (&DatabaseFile, Option<&str>)> {
+        self.files
+            .iter()
+            .map(|file| (file, serial_for_path(&file.file.path, &self.mount_points)))
     }
 }
 
-/// The serial of the disk holding `path`: the mount point whose path is the longest prefix
-/// of it (Windows paths, so compared without case).
-pub fn serial_for_path(path: &str, mount_points: &[Value]) -> Option<String> {
-    mount_points
-        .iter()
-        .filter_map(|mount| {
-            let mount_path = mount.get("path")?.as_str()?;
-            let serial = mount.get("serial")?.as_str()?;
-            let is_prefix = !mount_path.is_empty()
-                && path.len() >= mount_path.len()
-                && path.is_char_boundary(mount_path.len())
-                && path[..mount_path.len()].eq_ignore_ascii_case(mount_path);
-            is_prefix.then_some((mount_path.len(), serial))
+#[derive(sqlx::FromRow)]
+struct DatabaseRow {
+    host_id: String,
+    db_id: String,
+    name: String,
+    vendor: String,
+    status: String,
+    files: String,
+    mount_points: String,
+    updated_ts: i64,
+}
+
+impl TryFrom<DatabaseRow> for DatabaseRecord {
+    type Error = StoreError;
+
+    fn try_from(row: DatabaseRow) -> StoreResult<DatabaseRecord> {
+        let key = format!("{}/{}", row.host_id, row.db_id);
+        Ok(DatabaseRecord {
+            files: serde_json::from_str(&row.files).map_err(|e| corrupt("databases", &key, e))?,
+            mount_points: serde_json::from_str(&row.mount_points)
+                .map_err(|e| corrupt("databases", &key, e))?,
+            host_id: row.host_id,
+            db_id: row.db_id,
+            name: row.name,
+            vendor: row.vendor,
+            status: row.status,
+            updated_ts: row.updated_ts,
         })
-        .max_by_key(|(len, _)| *len)
-        .map(|(_, serial)| serial.to_owned())
+    }
 }
 
 macro_rules! host_columns {
@@ -135,7 +199,7 @@ impl Store {
                 )))
             } else {
                 insert_token_on!(&mut *tx, token)?;
-                let record: HostRecord = sqlx::query_as(concat!(
+                let row: HostRow = sqlx::query_as(concat!(
                     "SELECT ",
                     host_columns!(),
                     " FROM hosts WHERE host_id = $1"
@@ -143,7 +207,7 @@ impl Store {
                 .bind(&host.host_id)
                 .fetch_one(&mut *tx)
                 .await?;
-                Ok(record)
+                HostRecord::try_from(row)
             }
         })
     }
@@ -186,19 +250,20 @@ impl Store {
 
     pub async fn get_host(&self, host_id: &str) -> StoreResult<Option<HostRecord>> {
         let sql = concat!("SELECT ", host_columns!(), " FROM hosts WHERE host_id = $1");
-        Ok(on_reader!(self, |pool| {
+        let row: Option<HostRow> = on_reader!(self, |pool| {
             sqlx::query_as(sql)
                 .bind(host_id)
                 .fetch_optional(pool)
                 .await?
-        }))
+        });
+        row.map(HostRecord::try_from).transpose()
     }
 
     pub async fn list_hosts(&self) -> StoreResult<Vec<HostRecord>> {
         let sql = concat!("SELECT ", host_columns!(), " FROM hosts ORDER BY host_id");
-        Ok(on_reader!(self, |pool| {
-            sqlx::query_as(sql).fetch_all(pool).await?
-        }))
+        let rows: Vec<HostRow> =
+            on_reader!(self, |pool| { sqlx::query_as(sql).fetch_all(pool).await? });
+        rows.into_iter().map(HostRecord::try_from).collect()
     }
 
     /// Replaces everything known about a host's databases with what its agent just reported.
@@ -208,6 +273,15 @@ impl Store {
         host_id: &str,
         databases: &[DatabaseRecord],
     ) -> StoreResult<bool> {
+        let mut documents = Vec::with_capacity(databases.len());
+        for db in databases {
+            let key = format!("{host_id}/{}", db.db_id);
+            documents.push((
+                serde_json::to_string(&db.files).map_err(|e| corrupt("databases", &key, e))?,
+                serde_json::to_string(&db.mount_points)
+                    .map_err(|e| corrupt("databases", &key, e))?,
+            ));
+        }
         in_write_tx!(self, |tx| {
             let exists: Option<String> =
                 sqlx::query_scalar("SELECT host_id FROM hosts WHERE host_id = $1")
@@ -221,7 +295,7 @@ impl Store {
                 .bind(host_id)
                 .execute(&mut *tx)
                 .await?;
-            for db in databases {
+            for (db, (files, mount_points)) in databases.iter().zip(&documents) {
                 sqlx::query(concat!(
                     "INSERT INTO databases (",
                     database_columns!(),
@@ -233,8 +307,8 @@ impl Store {
                 .bind(&db.name)
                 .bind(&db.vendor)
                 .bind(&db.status)
-                .bind(&db.files)
-                .bind(&db.mount_points)
+                .bind(files)
+                .bind(mount_points)
                 .bind(db.updated_ts)
                 .execute(&mut *tx)
                 .await?;
@@ -249,9 +323,10 @@ impl Store {
             database_columns!(),
             " FROM databases WHERE host_id = $1 ORDER BY name, db_id"
         );
-        Ok(on_reader!(self, |pool| {
+        let rows: Vec<DatabaseRow> = on_reader!(self, |pool| {
             sqlx::query_as(sql).bind(host_id).fetch_all(pool).await?
-        }))
+        });
+        rows.into_iter().map(DatabaseRecord::try_from).collect()
     }
 
     pub async fn get_database(
@@ -264,13 +339,14 @@ impl Store {
             database_columns!(),
             " FROM databases WHERE host_id = $1 AND db_id = $2"
         );
-        Ok(on_reader!(self, |pool| {
+        let row: Option<DatabaseRow> = on_reader!(self, |pool| {
             sqlx::query_as(sql)
                 .bind(host_id)
                 .bind(db_id)
                 .fetch_optional(pool)
                 .await?
-        }))
+        });
+        row.map(DatabaseRecord::try_from).transpose()
     }
 
     /// Every database of every host, in one query (topology joins them in memory).
@@ -280,32 +356,8 @@ impl Store {
             database_columns!(),
             " FROM databases ORDER BY host_id, name, db_id"
         );
-        Ok(on_reader!(self, |pool| {
-            sqlx::query_as(sql).fetch_all(pool).await?
-        }))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use serde_json::json;
-
-    use super::serial_for_path;
-
-    #[test]
-    fn files_take_the_serial_of_the_deepest_mount_point() {
-        let mounts = vec![
-            json!({"kind": "disk", "path": "E:\\", "serial": "E1"}),
-            json!({"kind": "disk", "path": "E:\\Data\\Big\\", "serial": "BIG"}),
-        ];
-        assert_eq!(
-            serial_for_path("e:\\data\\big\\x.mdf", &mounts).as_deref(),
-            Some("BIG")
-        );
-        assert_eq!(
-            serial_for_path("E:\\Logs\\y.ldf", &mounts).as_deref(),
-            Some("E1")
-        );
-        assert_eq!(serial_for_path("F:\\z.mdf", &mounts), None);
+        let rows: Vec<DatabaseRow> =
+            on_reader!(self, |pool| { sqlx::query_as(sql).fetch_all(pool).await? });
+        rows.into_iter().map(DatabaseRecord::try_from).collect()
     }
 }

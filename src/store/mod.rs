@@ -13,6 +13,7 @@ mod agents;
 mod echo;
 mod executor;
 mod hosts;
+mod ledger;
 mod tasks;
 mod tokens;
 
@@ -25,19 +26,16 @@ use sqlx::{
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
 
-pub use agents::{AgentCommandRecord, AgentFacts};
-pub use echo::{DbSnapshotRecord, EchoDbRecord, LedgerEntry};
+pub use agents::{AgentCommandRecord, AgentFacts, OutboxState};
+pub use echo::{DbSnapshotRecord, EchoDbRecord};
 pub use executor::{ClaimedTask, StepLogEntry};
-pub use hosts::{DatabaseRecord, DeleteHostOutcome, HostRecord, NewHost, serial_for_path};
+pub use hosts::{DatabaseRecord, DeleteHostOutcome, HostRecord, NewHost};
+pub use ledger::LedgerEntry;
 pub use tasks::{NewTask, TaskFilter, TaskRecord};
 pub use tokens::{TokenKind, TokenRecord};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
-
-/// How long a request waits for a database connection before it is answered 503: a pipeline
-/// retrying on 503 is better served than one hanging on an unreachable database.
-pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -49,8 +47,26 @@ pub enum StoreError {
     Database(#[source] sqlx::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("stored document is not valid JSON: {0}")]
-    Corrupt(#[from] serde_json::Error),
+    /// A stored row that does not read as what Flex wrote: named, so it can be found.
+    #[error("row '{key}' of table {table} is unreadable: {detail}")]
+    Corrupt {
+        table: &'static str,
+        key: String,
+        detail: String,
+    },
+}
+
+/// The error for a row of `table` (identified by `key`) that does not parse.
+pub(crate) fn corrupt(
+    table: &'static str,
+    key: &str,
+    detail: impl std::fmt::Display,
+) -> StoreError {
+    StoreError::Corrupt {
+        table,
+        key: key.to_owned(),
+        detail: detail.to_string(),
+    }
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -142,7 +158,7 @@ impl Store {
     /// Opens the database named by `url`: `sqlite://path` (created if missing), `sqlite::memory:`
     /// or `postgres://…`. Does not migrate; call [`Store::migrate`].
     pub async fn connect(url: &str) -> StoreResult<Store> {
-        Self::connect_with(url, DEFAULT_ACQUIRE_TIMEOUT).await
+        Self::connect_with(url, crate::defaults::DB_ACQUIRE_TIMEOUT).await
     }
 
     /// [`Store::connect`], with how long a query waits for a connection before it fails as
@@ -233,12 +249,4 @@ impl Store {
             Backend::Postgres(pool) => pool.close().await,
         }
     }
-}
-
-/// Current time in unix seconds, the unit of every timestamp Flex stores and serves.
-pub fn now_ts() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default()
 }

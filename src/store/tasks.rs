@@ -1,23 +1,61 @@
 //! Tasks: every long operation is a row that clients poll through its `location`.
 
-use super::{Store, StoreResult, in_write_tx, on_reader};
+use super::{Store, StoreResult, corrupt, in_write_tx, on_reader};
+use crate::model::{CommandType, TaskState};
 
 /// A task as stored and served.
-#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct TaskRecord {
     pub request_id: String,
-    pub state: String,
+    pub state: TaskState,
     pub create_ts: i64,
     pub update_ts: i64,
     pub owner: String,
-    pub command_type: String,
+    pub command_type: CommandType,
     pub ref_id: String,
     pub error: String,
     /// JSON document, present once the task produced a result.
     pub result: Option<String>,
     pub location: String,
-    /// The request body that created the task, as JSON.
+    /// The request body that created the task, as JSON (its workflow reads it typed).
     pub request: String,
+}
+
+/// The row as the database returns it; enums are decoded at this boundary.
+#[derive(sqlx::FromRow)]
+pub(super) struct TaskRow {
+    request_id: String,
+    state: String,
+    create_ts: i64,
+    update_ts: i64,
+    owner: String,
+    command_type: String,
+    ref_id: String,
+    error: String,
+    result: Option<String>,
+    location: String,
+    request: String,
+}
+
+impl TryFrom<TaskRow> for TaskRecord {
+    type Error = super::StoreError;
+
+    fn try_from(row: TaskRow) -> StoreResult<TaskRecord> {
+        let unreadable = |err: crate::model::UnknownValue| corrupt("tasks", &row.request_id, err);
+        Ok(TaskRecord {
+            state: row.state.parse().map_err(unreadable)?,
+            command_type: row.command_type.parse().map_err(unreadable)?,
+            request_id: row.request_id,
+            create_ts: row.create_ts,
+            update_ts: row.update_ts,
+            owner: row.owner,
+            ref_id: row.ref_id,
+            error: row.error,
+            result: row.result,
+            location: row.location,
+            request: row.request,
+        })
+    }
 }
 
 /// A task about to be created, and the hosts it involves.
@@ -30,8 +68,8 @@ pub struct NewTask {
 /// Optional filters of the task list; an empty filter lists every task.
 #[derive(Clone, Debug, Default)]
 pub struct TaskFilter {
-    pub state: Option<String>,
-    pub command_type: Option<String>,
+    pub state: Option<TaskState>,
+    pub command_type: Option<CommandType>,
     pub ref_id: Option<String>,
 }
 
@@ -53,11 +91,11 @@ impl Store {
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
             ))
             .bind(&t.request_id)
-            .bind(&t.state)
+            .bind(t.state.as_str())
             .bind(t.create_ts)
             .bind(t.update_ts)
             .bind(&t.owner)
-            .bind(&t.command_type)
+            .bind(t.command_type.as_str())
             .bind(&t.ref_id)
             .bind(&t.error)
             .bind(&t.result)
@@ -85,12 +123,13 @@ impl Store {
             task_columns!(),
             " FROM tasks WHERE request_id = $1"
         );
-        Ok(on_reader!(self, |pool| {
+        let row: Option<TaskRow> = on_reader!(self, |pool| {
             sqlx::query_as(sql)
                 .bind(request_id)
                 .fetch_optional(pool)
                 .await?
-        }))
+        });
+        row.map(TaskRecord::try_from).transpose()
     }
 
     /// Tasks oldest first. Absent filters match everything (`$n IS NULL OR …`), which keeps one
@@ -105,13 +144,14 @@ impl Store {
                AND ($3 IS NULL OR ref_id = $3) \
              ORDER BY create_ts, request_id"
         );
-        Ok(on_reader!(self, |pool| {
+        let rows: Vec<TaskRow> = on_reader!(self, |pool| {
             sqlx::query_as(sql)
-                .bind(&filter.state)
-                .bind(&filter.command_type)
+                .bind(filter.state.map(TaskState::as_str))
+                .bind(filter.command_type.map(CommandType::as_str))
                 .bind(&filter.ref_id)
                 .fetch_all(pool)
                 .await?
-        }))
+        });
+        rows.into_iter().map(TaskRecord::try_from).collect()
     }
 }

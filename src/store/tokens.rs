@@ -1,38 +1,20 @@
 //! Tokens at rest: only their SHA-256 hashes are stored; see `crate::auth` for how they are
 //! minted and checked.
 
-use super::{Store, StoreResult, in_write_tx, now_ts, on_reader};
+use super::{Store, StoreResult, in_write_tx, on_reader};
+use crate::clock::now_ts;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TokenKind {
-    /// The bootstrap administrator token.
-    Admin,
-    /// A named token for a pipeline or application (`/api/v2/flex_app_tokens`).
-    App,
-    /// Issued by `POST /api/v1/auth/local/login`, expires after 7 days.
-    Session,
-    /// Authenticates one host's agent on the agent channel, and nothing else.
-    Host,
-}
-
-impl TokenKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TokenKind::Admin => "admin",
-            TokenKind::App => "app",
-            TokenKind::Session => "session",
-            TokenKind::Host => "host",
-        }
-    }
-
-    fn parse(kind: &str) -> Option<TokenKind> {
-        Some(match kind {
-            "admin" => TokenKind::Admin,
-            "app" => TokenKind::App,
-            "session" => TokenKind::Session,
-            "host" => TokenKind::Host,
-            _ => return None,
-        })
+crate::wire_enum! {
+    /// What a token authenticates.
+    pub enum TokenKind ("token kind") {
+        /// The bootstrap administrator token.
+        Admin = "admin",
+        /// A named token for a pipeline or application (`/api/v2/flex_app_tokens`).
+        App = "app",
+        /// Issued by `POST /api/v1/auth/local/login`, expires after 7 days.
+        Session = "session",
+        /// Authenticates one host's agent on the agent channel, and nothing else.
+        Host = "host",
     }
 }
 
@@ -68,18 +50,23 @@ struct TokenRow {
     expire_ts: Option<i64>,
 }
 
-impl TokenRow {
-    fn into_record(self) -> Option<TokenRecord> {
-        Some(TokenRecord {
-            kind: TokenKind::parse(&self.kind)?,
-            id: self.id,
-            host_id: self.host_id,
-            app_name: self.app_name,
-            description: self.description,
-            token_hash: self.token_hash,
-            created_ts: self.created_ts,
-            ttl: self.ttl,
-            expire_ts: self.expire_ts,
+impl TryFrom<TokenRow> for TokenRecord {
+    type Error = super::StoreError;
+
+    fn try_from(row: TokenRow) -> StoreResult<TokenRecord> {
+        Ok(TokenRecord {
+            kind: row
+                .kind
+                .parse()
+                .map_err(|e: crate::model::UnknownValue| super::corrupt("tokens", &row.id, e))?,
+            id: row.id,
+            host_id: row.host_id,
+            app_name: row.app_name,
+            description: row.description,
+            token_hash: row.token_hash,
+            created_ts: row.created_ts,
+            ttl: row.ttl,
+            expire_ts: row.expire_ts,
         })
     }
 }
@@ -144,7 +131,7 @@ impl Store {
         let row: Option<TokenRow> = on_reader!(self, |pool| {
             sqlx::query_as(sql).bind(id).fetch_optional(pool).await?
         });
-        Ok(row.and_then(TokenRow::into_record))
+        row.map(TokenRecord::try_from).transpose()
     }
 
     pub async fn list_app_tokens(&self) -> StoreResult<Vec<TokenRecord>> {
@@ -155,7 +142,7 @@ impl Store {
         );
         let rows: Vec<TokenRow> =
             on_reader!(self, |pool| { sqlx::query_as(sql).fetch_all(pool).await? });
-        Ok(rows.into_iter().filter_map(TokenRow::into_record).collect())
+        rows.into_iter().map(TokenRecord::try_from).collect()
     }
 
     /// Revokes an app token. Returns false when there was none with that id.

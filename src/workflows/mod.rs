@@ -1,137 +1,189 @@
-//! The Echo workflows (DESIGN.md §6), one list of named steps per command type. Each step is
-//! idempotent (it looks up before it creates, with SDP names derived from the task id) and
-//! most have an undo; the executor runs them, checkpoints after each, and undoes in reverse.
+//! The Echo workflows: one list of named steps per command type, with their undo, and the
+//! dependencies the steps use (SDP client, agents, store, metrics). Each step is idempotent: it
+//! looks up before it creates, with SDP names derived from the task id. The executor runs the
+//! steps, checkpoints after each, and undoes in reverse; [`catalogue`] is what it is given.
+//!
+//! Every workflow reads here, on one screen, top to bottom.
 
-mod delete;
+mod context;
+mod delete_snapshot;
 mod import;
+mod refresh;
+mod removal;
+pub mod requests;
+mod sdp_hosts;
 mod snapshot;
 pub mod validate;
 
-use serde::{Deserialize, Serialize};
+use std::{sync::Arc, time::Duration};
 
-use crate::executor::Step;
+pub use context::{EchoCx, EchoDeps, EchoState};
+pub use delete_snapshot::{DeleteSnapshotError, delete_snapshot_now, snapshot_users};
+pub use requests::EchoRequest;
 
-/// What a snapshot is taken of.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct SnapshotSpec {
-    pub source_host_id: String,
-    pub database_ids: Vec<String>,
-    pub name_prefix: String,
-    /// `application` (freeze, snapshot, thaw) or `crash` (snapshot only).
-    pub consistency_level: String,
-    #[serde(default)]
-    pub force_vss_usage: bool,
+use crate::{
+    executor::{Catalogue, Context, Step, TaskRef, Workflow},
+    model::CommandType,
+};
+
+/// Long agent commands (freeze, attach) get this long to answer.
+const AGENT_DEADLINE: Duration = Duration::from_secs(30);
+/// A thin clone must be listed by the array within this long.
+const CLONE_APPEAR_TIMEOUT: Duration = Duration::from_secs(30);
+
+type EchoStep = Step<EchoCx>;
+
+// The snapshot: find the volumes, freeze, snapshot each volume group, thaw, record.
+const RESOLVE_SOURCE_VOLUMES: EchoStep =
+    Step::new("resolve_source_volumes", snapshot::resolve_sources);
+const FREEZE_DATABASES: EchoStep =
+    Step::new("freeze_databases", snapshot::freeze).undo(snapshot::thaw_quietly);
+const SNAPSHOT_VOLUME_GROUPS: EchoStep =
+    Step::new("snapshot_volume_groups", snapshot::snapshot_volume_groups)
+        .undo(snapshot::delete_volume_group_snapshots);
+const THAW_DATABASES: EchoStep = Step::new("thaw_databases", snapshot::thaw);
+const RECORD_DB_SNAPSHOT: EchoStep =
+    Step::new("record_db_snapshot", snapshot::record_snapshot).undo(snapshot::forget_snapshot);
+
+// The import, per destination: host object, clones, mappings, rescan, attach, record.
+const ENSURE_SDP_HOSTS: EchoStep =
+    Step::new("ensure_sdp_hosts", sdp_hosts::ensure_sdp_hosts).undo(sdp_hosts::release_sdp_hosts);
+const CLONE_VOLUMES: EchoStep =
+    Step::new("clone_volumes", import::clone_volumes).undo(import::delete_clones);
+const MAP_CLONES: EchoStep = Step::new("map_clones", import::map_clones).undo(import::unmap_clones);
+const RESCAN_DISKS: EchoStep = Step::new("rescan_disks", import::rescan);
+const ATTACH_DATABASES: EchoStep =
+    Step::new("attach_databases", import::attach).undo(import::detach);
+const RECORD_ECHO_DBS: EchoStep =
+    Step::new("record_echo_dbs", import::record_echo_dbs).undo(import::forget_echo_dbs);
+
+/// `CreateDBSnapshotCommand`.
+static SNAPSHOT: &[EchoStep] = &[
+    RESOLVE_SOURCE_VOLUMES,
+    FREEZE_DATABASES,
+    SNAPSHOT_VOLUME_GROUPS,
+    THAW_DATABASES,
+    RECORD_DB_SNAPSHOT,
+];
+
+/// `CreateCloneCommand`: the snapshot, then an import of it.
+static CLONE: &[EchoStep] = &[
+    RESOLVE_SOURCE_VOLUMES,
+    FREEZE_DATABASES,
+    SNAPSHOT_VOLUME_GROUPS,
+    THAW_DATABASES,
+    RECORD_DB_SNAPSHOT,
+    Step::new("plan_clone", import::plan_clone),
+    ENSURE_SDP_HOSTS,
+    CLONE_VOLUMES,
+    MAP_CLONES,
+    RESCAN_DISKS,
+    ATTACH_DATABASES,
+    RECORD_ECHO_DBS,
+];
+
+/// `ImportDBSnapshotCommand`: clones of an existing snapshot.
+static IMPORT: &[EchoStep] = &[
+    Step::new("plan_import", import::plan_import),
+    ENSURE_SDP_HOSTS,
+    CLONE_VOLUMES,
+    MAP_CLONES,
+    RESCAN_DISKS,
+    ATTACH_DATABASES,
+    RECORD_ECHO_DBS,
+];
+
+/// `ReplaceDBCommand`: the named echo DBs are taken away (forward only), then imported again
+/// from the newer snapshot under the same names.
+static REFRESH: &[EchoStep] = &[
+    Step::new("plan_refresh", refresh::plan_refresh),
+    Step::new("detach_old_databases", removal::detach_old),
+    Step::new("unmap_old_clones", removal::unmap_old),
+    Step::new("delete_old_clones", removal::delete_old_clones),
+    Step::new("forget_old_echo_dbs", removal::forget_old),
+    ENSURE_SDP_HOSTS,
+    CLONE_VOLUMES,
+    MAP_CLONES,
+    RESCAN_DISKS,
+    ATTACH_DATABASES,
+    RECORD_ECHO_DBS,
+];
+
+/// `DeleteCommand`: detach, unmap, delete the clones, release the SDP host object, forget.
+static DELETE_ECHO_DB: &[EchoStep] = &[
+    Step::new("load_echo_db", removal::load_echo_db),
+    Step::new("detach_database", removal::detach_old),
+    Step::new("unmap_clones", removal::unmap_old),
+    Step::new("delete_clones", removal::delete_old_clones),
+    Step::new("release_sdp_hosts", removal::release_old_hosts),
+    Step::new("forget_echo_db", removal::forget_old),
+];
+
+/// `DeleteDBSnapshotCommand`.
+static DELETE_SNAPSHOT: &[EchoStep] = &[
+    Step::new(
+        "check_snapshot_unused",
+        delete_snapshot::check_snapshot_unused,
+    ),
+    Step::new(
+        "delete_volume_group_snapshots",
+        delete_snapshot::delete_snapshot_objects,
+    ),
+];
+
+/// The command types Flex runs, and their steps.
+pub const WORKFLOWS: [(CommandType, &[EchoStep]); 6] = [
+    (CommandType::CreateDbSnapshot, SNAPSHOT),
+    (CommandType::CreateClone, CLONE),
+    (CommandType::ImportDbSnapshot, IMPORT),
+    (CommandType::ReplaceDb, REFRESH),
+    (CommandType::Delete, DELETE_ECHO_DB),
+    (CommandType::DeleteDbSnapshot, DELETE_SNAPSHOT),
+];
+
+/// One command type's workflow, with the dependencies its steps use.
+struct EchoWorkflow {
+    command: CommandType,
+    steps: &'static [EchoStep],
+    deps: Arc<EchoDeps>,
 }
 
-/// Where a clone goes: the source database `db_id`, attached on `host_id` as `db_name`.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct Destination {
-    pub host_id: String,
-    pub db_id: String,
-    pub db_name: String,
-}
+impl Workflow for EchoWorkflow {
+    type Cx = EchoCx;
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct CloneRequest {
-    pub snapshot: SnapshotSpec,
-    pub destinations: Vec<Destination>,
-    pub target_state: String,
-}
+    fn steps(&self) -> &'static [EchoStep] {
+        self.steps
+    }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ImportRequest {
-    pub snapshot_id: String,
-    pub destinations: Vec<Destination>,
-    pub target_state: String,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct DeleteEchoDbRequest {
-    pub host_id: String,
-    pub database_id: String,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct DeleteSnapshotRequest {
-    pub snapshot_id: String,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct RefreshRequest {
-    pub host_id: String,
-    pub snapshot_id: String,
-    pub db_names: Vec<String>,
-    pub target_state: String,
-}
-
-pub const SNAPSHOT: &str = "CreateDBSnapshotCommand";
-pub const CLONE: &str = "CreateCloneCommand";
-pub const IMPORT: &str = "ImportDBSnapshotCommand";
-pub const DELETE_ECHO_DB: &str = "DeleteCommand";
-pub const DELETE_SNAPSHOT: &str = "DeleteDBSnapshotCommand";
-pub const REFRESH: &str = "ReplaceDBCommand";
-
-/// The steps of a command type, in order; the whole sequence of each workflow reads here.
-pub fn steps_for(command_type: &str) -> Vec<Step> {
-    let snapshot = [
-        Step::new("resolve_source_volumes", snapshot::resolve_sources),
-        Step::new("freeze_databases", snapshot::freeze).undo(snapshot::thaw_quietly),
-        Step::new("snapshot_volume_groups", snapshot::snapshot_volume_groups)
-            .undo(snapshot::delete_volume_group_snapshots),
-        Step::new("thaw_databases", snapshot::thaw),
-        Step::new("record_db_snapshot", snapshot::record_snapshot).undo(snapshot::forget_snapshot),
-    ];
-    let import = [
-        Step::new("ensure_sdp_hosts", import::ensure_sdp_hosts).undo(import::release_sdp_hosts),
-        Step::new("clone_volumes", import::clone_volumes).undo(import::delete_clones),
-        Step::new("map_clones", import::map_clones).undo(import::unmap_clones),
-        Step::new("rescan_disks", import::rescan),
-        Step::new("attach_databases", import::attach).undo(import::detach),
-        Step::new("record_echo_dbs", import::record_echo_dbs).undo(import::forget_echo_dbs),
-    ];
-    match command_type {
-        SNAPSHOT => snapshot.to_vec(),
-        CLONE => snapshot
-            .into_iter()
-            .chain([Step::new("plan_clone", import::plan_clone)])
-            .chain(import)
-            .collect(),
-        IMPORT => [Step::new("plan_import", import::plan_import)]
-            .into_iter()
-            .chain(import)
-            .collect(),
-        REFRESH => [
-            Step::new("plan_refresh", delete::plan_refresh),
-            Step::new("detach_old_databases", delete::detach_old),
-            Step::new("unmap_old_clones", delete::unmap_old),
-            Step::new("delete_old_clones", delete::delete_old_clones),
-            Step::new("forget_old_echo_dbs", delete::forget_old),
-        ]
-        .into_iter()
-        .chain(import)
-        .collect(),
-        DELETE_ECHO_DB => vec![
-            Step::new("load_echo_db", delete::load_echo_db),
-            Step::new("detach_database", delete::detach_old),
-            Step::new("unmap_clones", delete::unmap_old),
-            Step::new("delete_clones", delete::delete_old_clones),
-            Step::new("release_sdp_hosts", delete::release_old_hosts),
-            Step::new("forget_echo_db", delete::forget_old),
-        ],
-        DELETE_SNAPSHOT => vec![
-            Step::new("check_snapshot_unused", delete::check_snapshot_unused),
-            Step::new(
-                "delete_volume_group_snapshots",
-                delete::delete_snapshot_objects,
-            ),
-        ],
-        _ => Vec::new(),
+    fn open(
+        &self,
+        task: TaskRef,
+        request: &str,
+        state: <EchoCx as Context>::State,
+    ) -> Result<EchoCx, String> {
+        Ok(EchoCx {
+            deps: self.deps.clone(),
+            request: EchoRequest::decode(self.command, request)?,
+            task,
+            state,
+            detail: Default::default(),
+        })
     }
 }
 
-pub use delete::{DeleteSnapshotError, delete_snapshot_now};
-
-/// Long agent commands (freeze, attach) get this long to answer.
-const AGENT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
-/// A thin clone must be listed by the array within this long.
-const CLONE_APPEAR_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// What the executor is given: every Echo workflow, over these dependencies.
+pub fn catalogue(deps: EchoDeps) -> Catalogue {
+    let deps = Arc::new(deps);
+    WORKFLOWS
+        .into_iter()
+        .fold(Catalogue::new(), |catalogue, (command, steps)| {
+            catalogue.with(
+                command,
+                EchoWorkflow {
+                    command,
+                    steps,
+                    deps: deps.clone(),
+                },
+            )
+        })
+}

@@ -1,47 +1,89 @@
 //! The checks every Echo operation runs before a task exists: the same ones answer the
-//! `…/__validate` dry runs, so a dry run and the real request never disagree.
-//!
-//! Issue codes: `HOST_NOT_FOUND`, `HOST_NOT_CONNECTED`, `DB_NOT_FOUND`, `DB_NAME_IS_IN_USE`,
-//! `INVALID_DB_NAME`, `NO_DATABASES`, `NO_DESTINATIONS`, `INVALID_NAME_PREFIX`,
-//! `INVALID_CONSISTENCY_LEVEL`, `INVALID_TARGET_STATE`, `SNAPSHOT_NOT_FOUND`,
-//! `SNAPSHOT_IN_USE`, `ECHO_DB_NOT_FOUND`, `SDP_NOT_CONFIGURED`.
+//! `…/__validate` dry runs, so a dry run and the real request never disagree. Each issue has
+//! a code ([`IssueCode`]), and each code the HTTP status a request failing it gets.
 
 use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::{Destination, SnapshotSpec, delete::snapshot_users, snapshot::SourceDb};
-use crate::store::{HostRecord, Store, StoreError, now_ts};
+use super::{
+    delete_snapshot::snapshot_users,
+    requests::{Destination, SnapshotSpec},
+};
+use crate::{
+    clock::now_ts,
+    model::SourceDb,
+    store::{HostRecord, Store, StoreError},
+};
+
+crate::wire_enum! {
+    /// Why an Echo request cannot succeed.
+    pub enum IssueCode ("issue code") {
+        HostNotFound = "HOST_NOT_FOUND",
+        DbNotFound = "DB_NOT_FOUND",
+        SnapshotNotFound = "SNAPSHOT_NOT_FOUND",
+        EchoDbNotFound = "ECHO_DB_NOT_FOUND",
+        DbNameIsInUse = "DB_NAME_IS_IN_USE",
+        SnapshotInUse = "SNAPSHOT_IN_USE",
+        HostNotConnected = "HOST_NOT_CONNECTED",
+        SdpNotConfigured = "SDP_NOT_CONFIGURED",
+        InvalidNamePrefix = "INVALID_NAME_PREFIX",
+        InvalidConsistencyLevel = "INVALID_CONSISTENCY_LEVEL",
+        InvalidTargetState = "INVALID_TARGET_STATE",
+        InvalidDbName = "INVALID_DB_NAME",
+        NoDatabases = "NO_DATABASES",
+        NoDestinations = "NO_DESTINATIONS",
+    }
+}
+
+impl IssueCode {
+    /// The HTTP status a request that fails this check gets: 404 for what does not exist, 409
+    /// for what the current state forbids, 400 for a request malformed in itself.
+    pub fn status(self) -> u16 {
+        match self {
+            IssueCode::HostNotFound
+            | IssueCode::DbNotFound
+            | IssueCode::SnapshotNotFound
+            | IssueCode::EchoDbNotFound => 404,
+            IssueCode::DbNameIsInUse
+            | IssueCode::SnapshotInUse
+            | IssueCode::HostNotConnected
+            | IssueCode::SdpNotConfigured => 409,
+            IssueCode::InvalidNamePrefix
+            | IssueCode::InvalidConsistencyLevel
+            | IssueCode::InvalidTargetState
+            | IssueCode::InvalidDbName
+            | IssueCode::NoDatabases
+            | IssueCode::NoDestinations => 400,
+        }
+    }
+
+    /// Malformed in itself, whatever the state: a dry run refuses it as the request would.
+    pub fn is_malformed(self) -> bool {
+        self.status() == 400
+    }
+}
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct Issue {
-    pub issue_type: &'static str,
+    pub issue_type: IssueCode,
     pub description: String,
     pub body: Value,
 }
 
-fn issue(issue_type: &'static str, description: impl Into<String>) -> Issue {
-    Issue {
-        issue_type,
-        description: description.into(),
-        body: json!({}),
+impl Issue {
+    pub fn new(issue_type: IssueCode, description: impl Into<String>) -> Issue {
+        Issue {
+            issue_type,
+            description: description.into(),
+            body: json!({}),
+        }
     }
 }
 
-/// The HTTP status a request that fails this check gets.
-pub fn status_of(issue: &Issue) -> u16 {
-    let code = issue.issue_type;
-    if code.ends_with("NOT_FOUND") {
-        404
-    } else if code.contains("IN_USE")
-        || code == "HOST_NOT_CONNECTED"
-        || code == "SDP_NOT_CONFIGURED"
-    {
-        409
-    } else {
-        400
-    }
+fn issue(issue_type: IssueCode, description: impl Into<String>) -> Issue {
+    Issue::new(issue_type, description)
 }
 
 /// What the checks need besides the store.
@@ -50,9 +92,6 @@ pub struct Checker<'a> {
     pub silence: Duration,
     pub sdp_configured: bool,
 }
-
-pub const VALID_CONSISTENCY: [&str; 2] = ["application", "crash"];
-pub const VALID_TARGET_STATES: [&str; 2] = ["online", "recovery"];
 
 /// `^[a-z][a-z0-9_-]+$`, 4 to 20 characters, as documented.
 pub fn is_valid_name_prefix(prefix: &str) -> bool {
@@ -76,10 +115,6 @@ pub fn is_valid_db_name(name: &str) -> bool {
 }
 
 impl Checker<'_> {
-    fn connected(&self, host: &HostRecord) -> bool {
-        host.connected_by.is_some() && now_ts() - host.last_seen_ts <= self.silence.as_secs() as i64
-    }
-
     /// The host, if registered and connected; issues otherwise.
     async fn host(
         &self,
@@ -88,14 +123,14 @@ impl Checker<'_> {
     ) -> Result<Option<HostRecord>, StoreError> {
         let Some(host) = self.store.get_host(host_id).await? else {
             issues.push(issue(
-                "HOST_NOT_FOUND",
+                IssueCode::HostNotFound,
                 format!("host '{host_id}' is not registered"),
             ));
             return Ok(None);
         };
-        if !self.connected(&host) {
+        if !host.is_connected(self.silence, now_ts()) {
             issues.push(issue(
-                "HOST_NOT_CONNECTED",
+                IssueCode::HostNotConnected,
                 format!("the agent of host '{host_id}' is not connected"),
             ));
         }
@@ -105,7 +140,7 @@ impl Checker<'_> {
     fn sdp(&self, issues: &mut Vec<Issue>) {
         if !self.sdp_configured {
             issues.push(issue(
-                "SDP_NOT_CONFIGURED",
+                IssueCode::SdpNotConfigured,
                 "Flex has no SDP configured (--sdp-url)",
             ));
         }
@@ -116,25 +151,16 @@ impl Checker<'_> {
         self.sdp(&mut issues);
         if !is_valid_name_prefix(&spec.name_prefix) {
             issues.push(issue(
-                "INVALID_NAME_PREFIX",
+                IssueCode::InvalidNamePrefix,
                 format!(
                     "name_prefix '{}' must be 4-20 characters matching ^[a-z][a-z0-9_-]+$",
                     spec.name_prefix
                 ),
             ));
         }
-        if !VALID_CONSISTENCY.contains(&spec.consistency_level.as_str()) {
-            issues.push(issue(
-                "INVALID_CONSISTENCY_LEVEL",
-                format!(
-                    "consistency_level '{}' must be 'application' or 'crash'",
-                    spec.consistency_level
-                ),
-            ));
-        }
         if spec.database_ids.is_empty() {
             issues.push(issue(
-                "NO_DATABASES",
+                IssueCode::NoDatabases,
                 "database_ids must name at least one database",
             ));
         }
@@ -147,7 +173,7 @@ impl Checker<'_> {
             for db_id in &spec.database_ids {
                 if !inventory.iter().any(|db| &db.db_id == db_id) {
                     issues.push(issue(
-                        "DB_NOT_FOUND",
+                        IssueCode::DbNotFound,
                         format!(
                             "host_id='{}'. database '{db_id}' does not exist",
                             spec.source_host_id
@@ -164,26 +190,19 @@ impl Checker<'_> {
         &self,
         destinations: &[Destination],
         sources: &[String],
-        target_state: &str,
     ) -> Result<Vec<Issue>, StoreError> {
         let mut issues = Vec::new();
         if destinations.is_empty() {
             issues.push(issue(
-                "NO_DESTINATIONS",
+                IssueCode::NoDestinations,
                 "destinations must hold at least one destination",
-            ));
-        }
-        if !VALID_TARGET_STATES.contains(&target_state) {
-            issues.push(issue(
-                "INVALID_TARGET_STATE",
-                format!("target_state '{target_state}' must be 'online' or 'recovery'"),
             ));
         }
         let mut checked_hosts: Vec<&str> = Vec::new();
         for (n, destination) in destinations.iter().enumerate() {
             if !sources.contains(&destination.db_id) {
                 issues.push(issue(
-                    "DB_NOT_FOUND",
+                    IssueCode::DbNotFound,
                     format!(
                         "destinations[{n}]: database '{}' is not among the sources",
                         destination.db_id
@@ -192,7 +211,7 @@ impl Checker<'_> {
             }
             if !is_valid_db_name(&destination.db_name) {
                 issues.push(issue(
-                    "INVALID_DB_NAME",
+                    IssueCode::InvalidDbName,
                     format!(
                         "destinations[{n}]: db_name '{}' is not a valid database name",
                         destination.db_name
@@ -234,7 +253,7 @@ impl Checker<'_> {
             }
             if !in_use.is_empty() {
                 issues.push(Issue {
-                    issue_type: "DB_NAME_IS_IN_USE",
+                    issue_type: IssueCode::DbNameIsInUse,
                     description: format!(
                         "host_id='{}'. db names already in use: {}",
                         destination.host_id,
@@ -254,12 +273,10 @@ impl Checker<'_> {
         issues: &mut Vec<Issue>,
     ) -> Result<Option<Vec<SourceDb>>, StoreError> {
         match self.store.get_db_snapshot(snapshot_id).await? {
-            Some(snapshot) => Ok(Some(
-                serde_json::from_str(&snapshot.databases).unwrap_or_default(),
-            )),
+            Some(snapshot) => Ok(Some(snapshot.databases)),
             None => {
                 issues.push(issue(
-                    "SNAPSHOT_NOT_FOUND",
+                    IssueCode::SnapshotNotFound,
                     format!("db snapshot '{snapshot_id}' does not exist"),
                 ));
                 Ok(None)
@@ -276,7 +293,7 @@ impl Checker<'_> {
             && let Some(users) = snapshot_users(self.store, snapshot_id).await?
         {
             issues.push(Issue {
-                issue_type: "SNAPSHOT_IN_USE",
+                issue_type: IssueCode::SnapshotInUse,
                 description: format!(
                     "db snapshot '{snapshot_id}' is used by echo DBs: {}",
                     users.join(", ")
@@ -299,7 +316,7 @@ impl Checker<'_> {
         self.sdp(&mut issues);
         if self.store.get_echo_db(host_id, db_id).await?.is_none() {
             issues.push(issue(
-                "ECHO_DB_NOT_FOUND",
+                IssueCode::EchoDbNotFound,
                 format!("database '{db_id}' on host '{host_id}' is not an echo DB"),
             ));
         }
@@ -311,7 +328,6 @@ impl Checker<'_> {
         host_id: &str,
         snapshot_id: &str,
         db_names: &[String],
-        target_state: &str,
     ) -> Result<Vec<Issue>, StoreError> {
         let mut issues = Vec::new();
         self.sdp(&mut issues);
@@ -319,14 +335,8 @@ impl Checker<'_> {
         let sources = self.snapshot_sources(snapshot_id, &mut issues).await?;
         if db_names.is_empty() {
             issues.push(issue(
-                "NO_DATABASES",
+                IssueCode::NoDatabases,
                 "db_names must name at least one echo DB",
-            ));
-        }
-        if !VALID_TARGET_STATES.contains(&target_state) {
-            issues.push(issue(
-                "INVALID_TARGET_STATE",
-                format!("target_state '{target_state}' must be 'online' or 'recovery'"),
             ));
         }
         let echo_dbs = self.store.list_echo_dbs().await?;
@@ -336,7 +346,7 @@ impl Checker<'_> {
                 .find(|e| e.host_id == host_id && &e.name == name)
             else {
                 issues.push(issue(
-                    "ECHO_DB_NOT_FOUND",
+                    IssueCode::EchoDbNotFound,
                     format!("'{name}' is not an echo DB on host '{host_id}'"),
                 ));
                 continue;
@@ -346,7 +356,7 @@ impl Checker<'_> {
                 && sources.len() != 1
             {
                 issues.push(issue(
-                    "DB_NOT_FOUND",
+                    IssueCode::DbNotFound,
                     format!(
                         "the snapshot does not hold database '{}', the source of '{name}'",
                         echo.src_db_id

@@ -5,17 +5,18 @@ use std::{future::Future, time::Duration};
 use flex::{
     agents::{AgentCommand, AgentError, AgentHub},
     emulators::{
-        agent::{AgentEmulator, AgentEmulatorConfig, AgentFaults, DatabaseSpec, FileSpec},
+        agent::{AgentEmulator, AgentEmulatorConfig, AgentFaults},
         sdp::{SdpEmulator, SdpEmulatorConfig},
     },
     sdp::SdpConfig,
+    store::OutboxState,
 };
 use futures_util::{SinkExt, StreamExt};
 use reqwest::Method;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest, http::HeaderValue};
 
-use crate::common::{Backend, TestServer, error_body};
+use crate::support::{Backend, TestServer, builders::source_databases, error_body};
 
 async fn eventually<F, Fut>(what: &str, mut check: F)
 where
@@ -37,7 +38,7 @@ struct Rig {
 }
 
 async fn rig(backend: Backend) -> Rig {
-    crate::common::init_tracing();
+    crate::support::init_tracing();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let sdp = SdpEmulator::start(SdpEmulatorConfig::default(), listener)
         .await
@@ -49,37 +50,6 @@ async fn rig(backend: Backend) -> Rig {
     })
     .await;
     Rig { server, sdp }
-}
-
-fn file(name: &str, kind: &str, volume: &str, volume_group: &str) -> FileSpec {
-    FileSpec {
-        name: name.into(),
-        kind: kind.into(),
-        volume: volume.into(),
-        volume_group: volume_group.into(),
-        size_mb: 512,
-    }
-}
-
-fn source_databases() -> Vec<DatabaseSpec> {
-    vec![
-        DatabaseSpec {
-            id: "5".into(),
-            name: "sales".into(),
-            files: vec![
-                file("sales_data", "data", "src-sales-data", "src-vg-1"),
-                file("sales_log", "log", "src-sales-log", "src-vg-1"),
-            ],
-        },
-        DatabaseSpec {
-            id: "6".into(),
-            name: "hr".into(),
-            files: vec![
-                file("hr_data", "data", "src-hr", "src-vg-2"),
-                file("hr_log", "log", "src-hr", "src-vg-2"),
-            ],
-        },
-    ]
 }
 
 impl Rig {
@@ -148,7 +118,7 @@ fn command(id: &str, name: &str, args: Value) -> AgentCommand {
 async fn hosts_turn_connected_with_their_facts_and_databases(backend: Backend) {
     let rig = rig(backend).await;
     let _agent = rig
-        .connected_host("src-01", |config| config.databases = source_databases())
+        .connected_host("src-01", |config| config.databases = source_databases(512))
         .await;
     let host: Value = rig
         .server
@@ -243,7 +213,7 @@ async fn a_command_round_trips_through_the_outbox_with_a_deadline(backend: Backe
     let rig = rig(backend).await;
     let agent = rig
         .connected_host("src-01", |config| {
-            config.databases = source_databases();
+            config.databases = source_databases(512);
             config.freeze_window = Duration::from_millis(300);
             config.faults.refuse = vec!["detach".into()];
         })
@@ -281,7 +251,11 @@ async fn a_command_round_trips_through_the_outbox_with_a_deadline(backend: Backe
     let frozen = hub
         .call(
             "src-01",
-            command("t2-freeze", "freeze", json!({"db_ids": ["5"]})),
+            command(
+                "t2-freeze",
+                "freeze",
+                json!({"db_ids": ["5"], "mode": "tsql"}),
+            ),
             Duration::from_secs(5),
         )
         .await
@@ -347,7 +321,7 @@ async fn a_slow_agent_times_out_and_the_command_is_not_delivered_late(backend: B
     let rig = rig(backend).await;
     let agent = rig
         .connected_host("src-01", |config| {
-            config.databases = source_databases();
+            config.databases = source_databases(512);
             config.faults.reply_delay = Duration::from_millis(1500);
         })
         .await;
@@ -366,11 +340,11 @@ async fn a_slow_agent_times_out_and_the_command_is_not_delivered_late(backend: B
     assert!(started.elapsed() < Duration::from_millis(1400));
     let store = rig.server.db.store().await;
     let row = store.get_agent_command("slow-1").await.unwrap().unwrap();
-    assert_eq!(row.state, "expired");
+    assert_eq!(row.state, OutboxState::Expired);
     // The late reply does not resurrect the command.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let row = store.get_agent_command("slow-1").await.unwrap().unwrap();
-    assert_eq!(row.state, "expired");
+    assert_eq!(row.state, OutboxState::Expired);
 
     // A retried step calls again with the same id and a new deadline: the command is sent
     // again (it is not left expired forever) and answered, by a host that acted only once.
@@ -385,7 +359,7 @@ async fn a_slow_agent_times_out_and_the_command_is_not_delivered_late(backend: B
         .unwrap();
     assert!(reply["all"].is_array(), "{reply}");
     let row = store.get_agent_command("slow-1").await.unwrap().unwrap();
-    assert_eq!(row.state, "done");
+    assert_eq!(row.state, OutboxState::Done);
     assert_eq!(agent.stats().commands_acted.get("rescan"), Some(&1));
 }
 
@@ -393,7 +367,7 @@ async fn a_reconnect_redelivers_an_unanswered_command_exactly_once(backend: Back
     let rig = rig(backend).await;
     let agent = rig
         .connected_host("src-01", |config| {
-            config.databases = source_databases();
+            config.databases = source_databases(512);
             config.faults = AgentFaults {
                 disconnect_after_commands: Some(1),
                 ..Default::default()
@@ -404,7 +378,11 @@ async fn a_reconnect_redelivers_an_unanswered_command_exactly_once(backend: Back
     let reply = hub
         .call(
             "src-01",
-            command("redeliver-1", "freeze", json!({"db_ids": ["5"]})),
+            command(
+                "redeliver-1",
+                "freeze",
+                json!({"db_ids": ["5"], "mode": "tsql"}),
+            ),
             Duration::from_secs(10),
         )
         .await
@@ -431,13 +409,13 @@ async fn a_reconnect_redelivers_an_unanswered_command_exactly_once(backend: Back
         .unwrap()
         .unwrap();
     assert_eq!(row.delivered_count, 2);
-    assert_eq!(row.state, "done");
+    assert_eq!(row.state, OutboxState::Done);
 }
 
 async fn rescan_and_attach_follow_the_arrays_mappings(backend: Backend) {
     let rig = rig(backend).await;
     let _source = rig
-        .connected_host("src-01", |config| config.databases = source_databases())
+        .connected_host("src-01", |config| config.databases = source_databases(512))
         .await;
     let dest = rig.connected_host("dev-01", |_| {}).await;
     let hub = rig.executor_hub().await;
@@ -613,7 +591,7 @@ async fn the_channel_refuses_wrong_tokens_and_survives_bad_messages() {
     assert!(
         matches!(wrong, Err(tokio_tungstenite::tungstenite::Error::Http(ref r)) if r.status() == 401)
     );
-    let api_token = raw_socket(&rig.server, crate::common::ADMIN_TOKEN).await;
+    let api_token = raw_socket(&rig.server, crate::support::ADMIN_TOKEN).await;
     assert!(
         matches!(api_token, Err(tokio_tungstenite::tungstenite::Error::Http(ref r)) if r.status() == 403)
     );
@@ -692,7 +670,7 @@ async fn the_channel_refuses_wrong_tokens_and_survives_bad_messages() {
 
 #[tokio::test]
 async fn a_silent_agent_turns_disconnected() {
-    crate::common::init_tracing();
+    crate::support::init_tracing();
     let server = TestServer::start_with(Backend::Sqlite, |config| {
         config.agent_heartbeat = Duration::from_secs(1);
         config.agent_silence = Duration::from_secs(2);

@@ -3,7 +3,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::common::{Backend, TestServer, error_body};
+use crate::support::{Backend, TestServer, error_body};
 
 /// One route of each API resource; all must refuse a request without a valid API token.
 const PROTECTED: [(&str, &str); 9] = [

@@ -4,8 +4,8 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::{
-    common::{Backend, TestServer, error_body},
-    echo::{Echo, Options},
+    support::{Backend, TestServer, error_body},
+    support::{Echo, Options},
 };
 
 const SQL_METACHARACTERS: [&str; 6] = [

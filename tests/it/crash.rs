@@ -3,22 +3,24 @@
 //! same database. The task must finish, and the SDP ledger and the array must agree: no
 //! orphaned and no duplicate object.
 
-use std::{
-    process::{Child, Command, Stdio},
-    time::Duration,
-};
+use std::time::Duration;
 
 use flex::{
     emulators::{
-        agent::{AgentEmulator, AgentEmulatorConfig, DatabaseSpec, FileSpec},
-        sdp::{ArrayState, SdpEmulator, SdpEmulatorConfig},
+        agent::{AgentEmulator, AgentEmulatorConfig},
+        sdp::{SdpEmulator, SdpEmulatorConfig},
     },
     sdp::SdpConfig,
     store::Store,
 };
 use serde_json::{Value, json};
 
-use crate::common::{ADMIN_TOKEN, Backend, TestDb};
+use crate::support::{
+    ADMIN_TOKEN, Backend, TestDb,
+    builders::sales,
+    processes::{FlexServe, Process, free_port, http_client, wait_ready},
+    rig::assert_ledger_matches,
+};
 
 const CLONE_STEPS: [&str; 12] = [
     "resolve_source_volumes",
@@ -35,116 +37,17 @@ const CLONE_STEPS: [&str; 12] = [
     "record_echo_dbs",
 ];
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-pub struct Flex(pub Child);
-
-impl Drop for Flex {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn_flex(port: u16, database_url: &str, sdp_url: &str, crash_at: Option<&str>) -> Flex {
-    spawn_flex_with(port, database_url, sdp_url, crash_at, &[])
-}
-
-/// `flex serve` as its own process; `env` adds settings (instance id, lease, …).
-pub fn spawn_flex_with(
-    port: u16,
-    database_url: &str,
-    sdp_url: &str,
-    crash_at: Option<&str>,
-    env: &[(&str, &str)],
-) -> Flex {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_flex"));
-    command.envs(env.iter().copied());
-    command
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--database-url", database_url])
-        .env("FLEX_ADMIN_TOKEN", ADMIN_TOKEN)
-        .env("FLEX_SDP_URL", sdp_url)
-        .env("FLEX_SDP_USER", "admin")
-        .env("FLEX_SDP_PASSWORD", "admin")
+/// `flex serve` as the matrix runs it: its own process, the rig's array, quick heartbeats.
+fn spawn_flex(port: u16, database_url: &str, sdp_url: &str, crash_at: Option<&str>) -> Process {
+    let serve = FlexServe::new(port, database_url)
+        .sdp(sdp_url)
         .env("FLEX_AGENT_HEARTBEAT_SECS", "1")
-        .env("FLEX_LOG", "error")
-        .env_remove("FLEX_CRASH_AT")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    if let Some(point) = crash_at {
-        command.env("FLEX_CRASH_AT", point);
+        .silent();
+    match crash_at {
+        Some(point) => serve.crash_at(point),
+        None => serve,
     }
-    Flex(command.spawn().unwrap())
-}
-
-pub async fn wait_ready(http: &reqwest::Client, base: &str) {
-    for _ in 0..400 {
-        if http
-            .get(format!("{base}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("flex at {base} never became ready");
-}
-
-fn source_databases() -> Vec<DatabaseSpec> {
-    let file = |name: &str, kind: &str, volume: &str, vg: &str| FileSpec {
-        name: name.into(),
-        kind: kind.into(),
-        volume: volume.into(),
-        volume_group: vg.into(),
-        size_mb: 256,
-    };
-    vec![DatabaseSpec {
-        id: "5".into(),
-        name: "sales".into(),
-        files: vec![
-            file("sales_data", "data", "src-sales-data", "src-vg-1"),
-            file("sales_log", "log", "src-sales-log", "src-vg-1"),
-        ],
-    }]
-}
-
-/// Every object Flex made on the array is in its ledger as live, and the other way round.
-pub async fn assert_ledger_matches(store: &Store, array: &ArrayState) {
-    let live = store.ledger_live().await.unwrap();
-    for entry in &live {
-        let id = entry.sdp_id as u64;
-        let exists = match entry.kind.as_str() {
-            "vg_snapshot" => array.snapshots.contains_key(&id),
-            "volume" => array.volumes.contains_key(&id),
-            "mapping" => array.mappings.contains_key(&id),
-            "host" => array.hosts.contains_key(&id),
-            "host_iqn" => array.host_iqns.contains_key(&id),
-            other => panic!("unknown ledger kind {other}"),
-        };
-        assert!(
-            exists,
-            "ledger lists {entry:?}, which the array does not have"
-        );
-    }
-    let made = array.snapshots.len()
-        + array.mappings.len()
-        + array.hosts.len()
-        + array.host_iqns.len()
-        + array.volumes.values().filter(|v| v.is_thin_clone).count();
-    assert_eq!(
-        made,
-        live.len(),
-        "every object on the array is in the ledger once"
-    );
+    .spawn()
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -223,13 +126,13 @@ async fn crash_and_resume(backend: Backend, workflow: Workflow, step: &str, poin
         .unwrap();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
+    let http = http_client();
     let crash_at = format!("{workflow:?} {step}:{point}");
     let setup = spawn_flex(port, &db.url, &sdp.url, None);
     wait_ready(&http, &base).await;
 
     let mut agents = Vec::new();
-    for (host_id, databases) in [("src-01", source_databases()), ("dev-01", vec![])] {
+    for (host_id, databases) in [("src-01", vec![sales(256)]), ("dev-01", vec![])] {
         let answer = call(
             &http,
             reqwest::Method::PUT,
@@ -309,7 +212,7 @@ async fn crash_and_resume(backend: Backend, workflow: Workflow, step: &str, poin
     // The process dies at the chosen point.
     let mut crashed = false;
     for _ in 0..400 {
-        if let Some(status) = armed.0.try_wait().unwrap() {
+        if let Some(status) = armed.exited() {
             assert!(!status.success(), "{crash_at}: the process was aborted");
             crashed = true;
             break;
@@ -385,7 +288,7 @@ async fn crash_and_resume(backend: Backend, workflow: Workflow, step: &str, poin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_workflow_survives_a_crash_after_every_step() {
-    crate::common::init_tracing();
+    crate::support::init_tracing();
     let mut matrix = Vec::new();
     for (workflow, command, steps) in [
         (Workflow::Clone, "CreateCloneCommand", &CLONE_STEPS[..]),
@@ -406,7 +309,7 @@ async fn every_workflow_survives_a_crash_after_every_step() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workflows_survive_a_crash_on_postgres() {
-    crate::common::init_tracing();
+    crate::support::init_tracing();
     for (workflow, step, point) in [
         (Workflow::Clone, "clone_volumes", "before_checkpoint"),
         (Workflow::Clone, "attach_databases", "before_checkpoint"),

@@ -3,288 +3,14 @@
 
 use std::time::Duration;
 
-use flex::{
-    emulators::{
-        agent::{AgentEmulator, AgentEmulatorConfig, DatabaseSpec, FileSpec},
-        sdp::{FaultAction, FaultRule, SdpEmulator, SdpEmulatorConfig},
-    },
-    sdp::SdpConfig,
-};
+use flex::emulators::sdp::{FaultAction, FaultRule};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::common::{Backend, TestDb, TestServer, error_body};
-
-pub struct Echo {
-    pub server: TestServer,
-    pub sdp: SdpEmulator,
-    pub agents: Vec<AgentEmulator>,
-}
-
-fn file(name: &str, kind: &str, volume: &str, vg: &str) -> FileSpec {
-    FileSpec {
-        name: name.into(),
-        kind: kind.into(),
-        volume: volume.into(),
-        volume_group: vg.into(),
-        size_mb: 256,
-    }
-}
-
-fn source_databases() -> Vec<DatabaseSpec> {
-    vec![
-        DatabaseSpec {
-            id: "5".into(),
-            name: "sales".into(),
-            files: vec![
-                file("sales_data", "data", "src-sales-data", "src-vg-1"),
-                file("sales_log", "log", "src-sales-log", "src-vg-1"),
-            ],
-        },
-        DatabaseSpec {
-            id: "6".into(),
-            name: "hr".into(),
-            files: vec![
-                file("hr_data", "data", "src-hr", "src-vg-2"),
-                file("hr_log", "log", "src-hr", "src-vg-2"),
-            ],
-        },
-    ]
-}
-
-pub struct Options {
-    pub freeze_window: Duration,
-    pub dest_reply_delay: Duration,
-    pub dest_disconnect_after: Option<u64>,
-    pub lease: Duration,
-    pub task_deadline: Duration,
-    /// How long Flex waits for one SDP call.
-    pub sdp_request_timeout: Duration,
-    /// Flex reaches its (Postgres) database through this local port instead: a proxy the
-    /// test can cut.
-    pub database_port: Option<u16>,
-    pub db_acquire_timeout: Duration,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            freeze_window: Duration::from_secs(10),
-            dest_reply_delay: Duration::ZERO,
-            dest_disconnect_after: None,
-            lease: Duration::from_secs(30),
-            task_deadline: Duration::from_secs(3600),
-            sdp_request_timeout: Duration::from_secs(30),
-            database_port: None,
-            db_acquire_timeout: flex::store::DEFAULT_ACQUIRE_TIMEOUT,
-        }
-    }
-}
-
-pub fn server_config(config: &mut flex::Config, sdp_url: &str, options: &Options) {
-    config.agent_heartbeat = Duration::from_secs(1);
-    let mut sdp = SdpConfig::new(sdp_url, "admin", "admin");
-    sdp.request_timeout = options.sdp_request_timeout;
-    config.sdp = Some(sdp);
-    config.executor.retry_base = Duration::from_millis(50);
-    config.executor.retry_cap = Duration::from_millis(400);
-    config.executor.poll = Duration::from_millis(200);
-    config.executor.freeze_window = options.freeze_window;
-    config.executor.lease = options.lease;
-    config.executor.task_deadline = options.task_deadline;
-    config.admin_user = Some("admin".into());
-    config.admin_password = Some("pw".into());
-    config.db_acquire_timeout = options.db_acquire_timeout;
-    if let Some(port) = options.database_port {
-        let mut url = reqwest::Url::parse(&config.database_url).unwrap();
-        url.set_port(Some(port)).unwrap();
-        config.database_url = url.to_string();
-    }
-}
-
-impl Echo {
-    pub async fn start(backend: Backend, options: Options) -> Echo {
-        crate::common::init_tracing();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let sdp = SdpEmulator::start(SdpEmulatorConfig::default(), listener)
-            .await
-            .unwrap();
-        let sdp_url = sdp.url.clone();
-        let server =
-            TestServer::start_with(backend, |config| server_config(config, &sdp_url, &options))
-                .await;
-        let mut echo = Echo {
-            server,
-            sdp,
-            agents: Vec::new(),
-        };
-        for (host_id, databases) in [
-            ("src-01", source_databases()),
-            ("dev-01", vec![]),
-            ("dev-02", vec![]),
-        ] {
-            let token = echo.server.register_host(host_id).await;
-            let mut config = AgentEmulatorConfig::new(&echo.server.base, host_id, &token);
-            config.sdp = Some(SdpConfig::new(&echo.sdp.url, "admin", "admin"));
-            config.databases = databases;
-            config.freeze_window = options.freeze_window;
-            config.reconnect_delay = Duration::from_millis(100);
-            if host_id != "src-01" {
-                config.faults.reply_delay = options.dest_reply_delay;
-                config.faults.disconnect_after_commands = options.dest_disconnect_after;
-            }
-            echo.agents
-                .push(AgentEmulator::start(config).await.unwrap());
-        }
-        echo.wait_ready().await;
-        echo
-    }
-
-    /// Restarts Flex on the same database (a new process would; here a new `run`).
-    #[allow(dead_code)]
-    pub async fn restart(self, backend_db: TestDb, options: &Options) -> TestServer {
-        let sdp_url = self.sdp.url.clone();
-        let mut config = flex::Config::new(backend_db.url.clone());
-        config.admin_token = Some(crate::common::ADMIN_TOKEN.into());
-        server_config(&mut config, &sdp_url, options);
-        TestServer::start_on(backend_db, config).await
-    }
-
-    async fn wait_ready(&self) {
-        for _ in 0..200 {
-            let topology: Value = self
-                .server
-                .get("/api/echo/v1/topology")
-                .await
-                .json()
-                .await
-                .unwrap();
-            let ready = topology
-                .as_array()
-                .unwrap()
-                .iter()
-                .all(|entry| entry["host"]["is_connected"] == true)
-                && topology[2]["databases"]
-                    .as_array()
-                    .is_some_and(|d| d.len() == 2);
-            if ready {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("hosts never connected");
-    }
-
-    pub async fn send(&self, method: Method, path: &str, body: Value) -> reqwest::Response {
-        self.server
-            .admin(method, path)
-            .header("hs-ref-id", "Pipe01")
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-    }
-
-    /// Sends a task-creating request, checks the immediate answer, polls until the task ends.
-    pub async fn run(&self, method: Method, path: &str, body: Value, created: u16) -> Value {
-        let response = self.send(method, path, body).await;
-        assert_eq!(response.status(), created, "{path}");
-        let task: Value = response.json().await.unwrap();
-        assert_eq!(task["state"], "running", "creating calls return at once");
-        assert_eq!(task["ref_id"], "Pipe01");
-        self.wait(&task).await
-    }
-
-    pub async fn wait(&self, task: &Value) -> Value {
-        let location = task["location"].as_str().unwrap().to_owned();
-        for _ in 0..600 {
-            let now: Value = self.server.get(&location).await.json().await.unwrap();
-            if now["state"] != "running" {
-                return now;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("task {location} never ended");
-    }
-
-    pub fn array(&self) -> flex::emulators::sdp::ArrayState {
-        self.sdp.snapshot_state()
-    }
-
-    pub async fn dest_databases(&self, host: &str) -> Vec<String> {
-        let dbs: Value = self
-            .server
-            .get(&format!("/api/v1/hosts/{host}/databases"))
-            .await
-            .json()
-            .await
-            .unwrap();
-        dbs.as_array()
-            .unwrap()
-            .iter()
-            .map(|d| d["name"].as_str().unwrap().to_owned())
-            .collect()
-    }
-
-    /// Nothing Flex created is left on the array, and its ledger agrees.
-    pub async fn assert_nothing_left(&self) {
-        let array = self.array();
-        assert_eq!(
-            array.snapshots.len(),
-            0,
-            "snapshots left: {:?}",
-            array.snapshots
-        );
-        assert_eq!(array.mappings.len(), 0, "mappings left");
-        assert_eq!(array.hosts.len(), 0, "host objects left");
-        assert_eq!(array.host_iqns.len(), 0, "initiators left");
-        let volumes: Vec<&str> = array.volumes.values().map(|v| v.name.as_str()).collect();
-        assert_eq!(
-            volumes.len(),
-            3,
-            "only the source volumes remain: {volumes:?}"
-        );
-        let live = self.server.db.store().await.ledger_live().await.unwrap();
-        assert!(live.is_empty(), "ledger still lists {live:?}");
-    }
-
-    /// The clone most tests drive: `sales` from src-01 onto dev-01 as `sales_copy`, to its end.
-    /// Requests the `sales_copy` clone and returns its task once its thin clones exist on the
-    /// array (mid-flight, for tests that interfere with it).
-    pub async fn start_clone_until_thin_clones_exist(&self) -> Value {
-        let body = json!({"source_host_id": "src-01", "destinations": [{"host_id": "dev-01", "db_id": "5", "db_name": "sales_copy"}]});
-        let response = self.send(Method::POST, "/api/echo/v1/echo_dbs", body).await;
-        assert_eq!(response.status(), 200);
-        let task: Value = response.json().await.unwrap();
-        for _ in 0..400 {
-            if self.array().volumes.values().any(|v| v.is_thin_clone) {
-                return task;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("the clone never made its thin clones: {task}");
-    }
-
-    pub async fn clone_sales_copy(&self) -> Value {
-        let body = json!({"source_host_id": "src-01", "destinations": [{"host_id": "dev-01", "db_id": "5", "db_name": "sales_copy"}]});
-        self.run(Method::POST, "/api/echo/v1/echo_dbs", body, 200)
-            .await
-    }
-
-    /// The step log of a task (as the API returned it).
-    pub async fn task_steps(&self, task: &Value) -> Vec<flex::store::StepLogEntry> {
-        let store = self.server.db.store().await;
-        store
-            .task_steps(task["request_id"].as_str().unwrap())
-            .await
-            .unwrap()
-    }
-
-    pub async fn assert_ledger_matches_array(&self) {
-        let store = self.server.db.store().await;
-        crate::crash::assert_ledger_matches(&store, &self.array()).await;
-    }
-}
+use crate::support::{
+    Backend, Echo, Options, error_body,
+    processes::{FlexServe, free_port, http_client, wait_ready},
+};
 
 async fn the_whole_lifecycle_leaves_nothing_behind(backend: Backend) {
     let echo = Echo::start(backend, Options::default()).await;
@@ -318,10 +44,10 @@ async fn the_whole_lifecycle_leaves_nothing_behind(backend: Backend) {
     );
     let steps = echo.task_steps(&task).await;
     let thaw = steps.iter().find(|s| s.name == "thaw_databases").unwrap();
-    let detail: Value = serde_json::from_str(&thaw.detail).unwrap();
     assert!(
-        detail["frozen_ms"].as_u64().is_some(),
-        "time frozen is recorded: {detail}"
+        thaw.detail.frozen_ms.is_some(),
+        "time frozen is recorded: {:?}",
+        thaw.detail
     );
     let listed: Value = echo
         .server
@@ -496,11 +222,7 @@ async fn the_whole_lifecycle_leaves_nothing_behind(backend: Backend) {
         .await
         .unwrap()
         .unwrap();
-    let old_clones: Vec<u64> = serde_json::from_str::<Vec<Value>>(&record.volumes)
-        .unwrap()
-        .iter()
-        .map(|v| v["volume_id"].as_u64().unwrap())
-        .collect();
+    let old_clones: Vec<u64> = record.volumes.iter().map(|v| v.volume_id).collect();
     assert_eq!(old_clones.len(), 2);
     let task = echo
         .run(
@@ -935,27 +657,25 @@ async fn replicas_share_the_work_and_take_over_a_dead_ones_tasks() {
         ..Default::default()
     };
     let echo = Echo::start(Backend::Postgres, options).await;
-    let port = crate::crash::free_port();
+    let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    let mut replica = crate::crash::spawn_flex_with(
-        port,
-        &echo.server.db.url,
-        &echo.sdp.url,
-        Some("clone_volumes:before_checkpoint"),
-        &[
-            ("FLEX_INSTANCE_ID", "ocie-1"),
-            ("FLEX_TASK_LEASE_SECS", "3"),
-        ],
-    );
-    crate::crash::wait_ready(&http, &base).await;
+    let http = http_client();
+    let mut replica = FlexServe::new(port, &echo.server.db.url)
+        .sdp(&echo.sdp.url)
+        .crash_at("clone_volumes:before_checkpoint")
+        .env("FLEX_AGENT_HEARTBEAT_SECS", "1")
+        .env("FLEX_INSTANCE_ID", "ocie-1")
+        .env("FLEX_TASK_LEASE_SECS", "3")
+        .silent()
+        .spawn();
+    wait_ready(&http, &base).await;
 
     // Agents are connected to the first replica only; snapshots created on the second work.
     let mut tasks = Vec::new();
     for base_url in [&echo.server.base, &base, &echo.server.base, &base] {
         let response = http
             .post(format!("{base_url}/api/echo/v1/db_snapshots"))
-            .bearer_auth(crate::common::ADMIN_TOKEN)
+            .bearer_auth(crate::support::ADMIN_TOKEN)
             .json(&json!({"source_host_id": "src-01", "database_ids": ["5"], "consistency_level": "crash"}))
             .send()
             .await
@@ -970,7 +690,7 @@ async fn replicas_share_the_work_and_take_over_a_dead_ones_tasks() {
     // A clone created on the second replica: it claims it at once and dies mid-way.
     let response = http
         .post(format!("{base}/api/echo/v1/echo_dbs"))
-        .bearer_auth(crate::common::ADMIN_TOKEN)
+        .bearer_auth(crate::support::ADMIN_TOKEN)
         .json(&json!({"source_host_id": "src-01", "destinations": [{"host_id": "dev-02", "db_id": "6", "db_name": "survivor"}]}))
         .send()
         .await
@@ -978,7 +698,7 @@ async fn replicas_share_the_work_and_take_over_a_dead_ones_tasks() {
     let task: Value = response.json().await.unwrap();
     let done = echo.wait(&task).await;
     assert_eq!(done["state"], "completed", "{done}");
-    let died = replica.0.try_wait().unwrap().is_some();
+    let died = replica.exited().is_some();
     println!(
         "the second replica {} the clone",
         if died { "died in" } else { "did not claim" }

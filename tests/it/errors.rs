@@ -4,7 +4,7 @@
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::common::{Backend, TestServer, error_body};
+use crate::support::{Backend, TestServer, error_body};
 
 #[tokio::test]
 async fn unknown_routes_and_wrong_methods_are_json() {
@@ -163,7 +163,7 @@ async fn an_unreachable_database_is_503_and_readyz_says_so() {
     let server = TestServer::start(Backend::Postgres).await;
     assert_eq!(server.get("/api/v1/hosts").await.status(), 204);
     // Take the database away under the running server.
-    let admin_url = crate::common::postgres_url();
+    let admin_url = crate::support::postgres_url();
     let name = server.db.url.rsplit('/').next().unwrap().to_owned();
     let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url)
         .await

@@ -18,10 +18,7 @@ use flex::emulators::{
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::{
-    common::Backend,
-    echo::{Echo, Options},
-};
+use crate::support::{Backend, Echo, Options};
 
 /// The ref id `Echo::send` stamps on every request, so on every SDP call made for its tasks.
 const REF_ID: &str = "Pipe01";
@@ -458,7 +455,7 @@ async fn run_cell(cell: Cell) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_sdp_call_and_agent_command_survives_every_fault() {
-    crate::common::init_tracing();
+    crate::support::init_tracing();
     let mut cells = Vec::new();
     for workflow in Workflow::ALL {
         cells.extend(cells_of(workflow).await);

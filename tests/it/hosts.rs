@@ -4,8 +4,8 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::{
-    common::{Backend, TestServer, error_body},
-    store::database,
+    support::builders::database,
+    support::{Backend, TestServer, error_body},
 };
 
 const HOST_FAMILIES: [&str; 3] = ["/flex/api/v1", "/api/v1", "/api/hostess/v1"];
@@ -171,7 +171,12 @@ async fn unregister_is_refused_while_a_task_runs(backend: Backend) {
     let store = server.db.store().await;
     store
         .insert_task(&flex::store::NewTask {
-            record: crate::store::task("T1", "running", "DeployCommand", "abc"),
+            record: crate::support::builders::task(
+                "T1",
+                flex::model::TaskState::Running,
+                flex::model::CommandType::Deploy,
+                "abc",
+            ),
             host_ids: vec!["host01".into()],
         })
         .await

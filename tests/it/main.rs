@@ -2,9 +2,9 @@
 //! Postgres databases (`FLEX_TEST_POSTGRES_URL`, default the local server).
 
 mod agents;
+mod architecture;
 mod auth;
 mod bad_input;
-mod common;
 mod crash;
 mod echo;
 mod errors;
@@ -15,5 +15,6 @@ mod outage;
 mod sdp;
 mod serve;
 mod store;
+mod support;
 mod tasks;
 mod topology;

@@ -4,14 +4,17 @@
 
 use std::collections::{BTreeSet, HashSet};
 
-use flex::store::NewTask;
+use flex::{
+    model::{CommandType, TaskState},
+    store::NewTask,
+};
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::{Value, json};
 
 use crate::{
-    common::{ADMIN_TOKEN, Backend, TestServer},
-    echo::{Echo, Options},
-    store::{database, task},
+    support::builders::{database, task},
+    support::{ADMIN_TOKEN, Backend, TestServer},
+    support::{Echo, Options},
 };
 
 struct Spec {
@@ -263,7 +266,7 @@ async fn the_server_matches_openapi_yaml() {
     server.register_host("busy01").await;
     store
         .insert_task(&NewTask {
-            record: task("busy-task", "running", "DeployCommand", "ref"),
+            record: task("busy-task", TaskState::Running, CommandType::Deploy, "ref"),
             host_ids: vec!["busy01".into()],
         })
         .await
@@ -298,7 +301,12 @@ async fn the_server_matches_openapi_yaml() {
         );
     }
 
-    let mut done = task("t1", "completed", "CreateDBSnapshotCommand", "ref");
+    let mut done = task(
+        "t1",
+        TaskState::Completed,
+        CommandType::CreateDbSnapshot,
+        "ref",
+    );
     done.result = Some(r#"{"db_snapshot":{"id":"snap_1"}}"#.into());
     store
         .insert_task(&NewTask {
@@ -399,7 +407,7 @@ async fn the_server_matches_openapi_yaml() {
     // With the database gone, every operation that needs it answers 503.
     let name = server.db.url.rsplit('/').next().unwrap().to_owned();
     let mut admin =
-        <sqlx::PgConnection as sqlx::Connection>::connect(&crate::common::postgres_url())
+        <sqlx::PgConnection as sqlx::Connection>::connect(&crate::support::postgres_url())
             .await
             .unwrap();
     sqlx::Executor::execute(

@@ -20,8 +20,8 @@ use serde_json::Value;
 use tokio::{net::TcpListener, task::AbortHandle};
 
 use crate::{
-    common::{Backend, postgres_url},
-    echo::{Echo, Options},
+    support::{Backend, postgres_url},
+    support::{Echo, Options},
 };
 
 /// A TCP proxy to Postgres that can be cut and restored.

@@ -10,7 +10,7 @@ use flex::{
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
-use crate::common::init_tracing;
+use crate::support::init_tracing;
 
 const GIB_IN_KIB: u64 = 1024 * 1024;
 
@@ -684,13 +684,14 @@ async fn the_client_speaks_https_with_a_pinned_ca_or_insecure_and_refuses_plain_
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     std::fs::write(&cert, certified.cert.pem()).unwrap();
     std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
-    let server = crate::common::TestServer::start_with(crate::common::Backend::Sqlite, |config| {
-        config.tls = Some(flex::config::TlsFiles {
-            cert: cert.clone(),
-            key,
-        });
-    })
-    .await;
+    let server =
+        crate::support::TestServer::start_with(crate::support::Backend::Sqlite, |config| {
+            config.tls = Some(flex::config::TlsFiles {
+                cert: cert.clone(),
+                key,
+            });
+        })
+        .await;
     let https = server.base.replace("127.0.0.1", "localhost");
 
     let strict = SdpClient::new(&SdpConfig::new(&https, "a", "b")).unwrap();

@@ -9,7 +9,7 @@ use std::{
 
 use flex::config::TlsFiles;
 
-use crate::common::{Backend, TestDb, TestServer};
+use crate::support::{Backend, TestDb, TestServer};
 
 #[tokio::test]
 async fn serves_https_with_the_given_certificate_and_stops_gracefully() {
@@ -133,7 +133,7 @@ async fn the_binary_migrates_prints_its_first_admin_token_once_and_stops_on_sigt
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_serves_https_with_connected_hosts_and_clones_end_to_end() {
-    crate::common::init_tracing();
+    crate::support::init_tracing();
     let (port, sdp_port) = (free_port(), free_port());
     let mut child = flex_binary()
         .args(["demo", "--tls", "--listen", &format!("127.0.0.1:{port}")])

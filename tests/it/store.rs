@@ -2,61 +2,14 @@
 
 use flex::{
     auth::{self, TokenSpec},
-    store::{
-        DatabaseRecord, DeleteHostOutcome, NewHost, NewTask, StoreError, TaskFilter, TaskRecord,
-        TokenKind, now_ts,
-    },
+    model::{CommandType, LedgerKind, TaskState},
+    store::{DeleteHostOutcome, NewTask, StoreError, TaskFilter, TaskRecord, TokenKind},
 };
 
-use crate::common::{Backend, TestDb};
-
-fn host_token(host_id: &str) -> auth::MintedToken {
-    auth::mint(TokenSpec {
-        kind: TokenKind::Host,
-        host_id: Some(host_id),
-        app_name: "agent",
-        description: "",
-        ttl: None,
-    })
-}
-
-fn new_host(host_id: &str) -> NewHost {
-    NewHost {
-        host_id: host_id.to_owned(),
-        db_vendor: "mssql".to_owned(),
-    }
-}
-
-pub fn task(request_id: &str, state: &str, command_type: &str, ref_id: &str) -> TaskRecord {
-    let now = now_ts();
-    TaskRecord {
-        request_id: request_id.to_owned(),
-        state: state.to_owned(),
-        create_ts: now,
-        update_ts: now,
-        owner: "ocie-0".to_owned(),
-        command_type: command_type.to_owned(),
-        ref_id: ref_id.to_owned(),
-        error: String::new(),
-        result: None,
-        location: format!("/flex/api/v1/ocie/tasks/{request_id}"),
-        request: "{}".to_owned(),
-    }
-}
-
-pub fn database(host_id: &str, db_id: &str, name: &str) -> DatabaseRecord {
-    DatabaseRecord {
-        host_id: host_id.to_owned(),
-        db_id: db_id.to_owned(),
-        name: name.to_owned(),
-        vendor: "mssql".to_owned(),
-        status: "ONLINE".to_owned(),
-        files: r#"[{"name":"data","file_id":1,"kind":"data","path":"E:\\data.mdf","size_mb":8}]"#
-            .to_owned(),
-        mount_points: r#"[{"kind":"disk","path":"E:\\","serial":"1344090006"}]"#.to_owned(),
-        updated_ts: now_ts(),
-    }
-}
+use crate::support::{
+    Backend, TestDb,
+    builders::{database, host_token, new_host, task},
+};
 
 async fn migrations_are_idempotent_and_ready(backend: Backend) {
     let db = TestDb::new(backend).await;
@@ -158,14 +111,24 @@ async fn a_running_task_keeps_its_host(backend: Backend) {
         .unwrap();
     store
         .insert_task(&NewTask {
-            record: task("t-done", "completed", "CreateDBSnapshotCommand", "ref1"),
+            record: task(
+                "t-done",
+                TaskState::Completed,
+                CommandType::CreateDbSnapshot,
+                "ref1",
+            ),
             host_ids: vec!["host01".into()],
         })
         .await
         .unwrap();
     store
         .insert_task(&NewTask {
-            record: task("t-run", "running", "CreateCloneCommand", "ref2"),
+            record: task(
+                "t-run",
+                TaskState::Running,
+                CommandType::CreateClone,
+                "ref2",
+            ),
             host_ids: vec!["host01".into(), "host02".into()],
         })
         .await
@@ -234,11 +197,16 @@ async fn inventory_replaces_the_whole_list(backend: Backend) {
 async fn tasks_round_trip_and_filter(backend: Backend) {
     let db = TestDb::new(backend).await;
     let store = db.store().await;
-    let mut done = task("t1", "completed", "CreateDBSnapshotCommand", "refA");
+    let mut done = task(
+        "t1",
+        TaskState::Completed,
+        CommandType::CreateDbSnapshot,
+        "refA",
+    );
     done.result = Some(r#"{"db_snapshot":{"id":"snap_1"}}"#.to_owned());
     done.create_ts -= 10;
-    let running = task("t2", "running", "CreateCloneCommand", "refB");
-    let mut failed = task("t3", "failed", "CreateCloneCommand", "refA");
+    let running = task("t2", TaskState::Running, CommandType::CreateClone, "refB");
+    let mut failed = task("t3", TaskState::Failed, CommandType::CreateClone, "refA");
     failed.error = "the SDP refused: quota".to_owned();
     failed.create_ts += 10;
     for record in [&running, &failed, &done] {
@@ -262,8 +230,8 @@ async fn tasks_round_trip_and_filter(backend: Backend) {
     };
     assert_eq!(ids(store.list_tasks(&by_ref).await.unwrap()), ["t1", "t3"]);
     let clones_failed = TaskFilter {
-        state: Some("failed".into()),
-        command_type: Some("CreateCloneCommand".into()),
+        state: Some(TaskState::Failed),
+        command_type: Some(CommandType::CreateClone),
         ..Default::default()
     };
     assert_eq!(ids(store.list_tasks(&clones_failed).await.unwrap()), ["t3"]);
@@ -414,62 +382,66 @@ async fn the_ledger_adopts_only_what_a_task_intended(backend: Backend) {
     let store = db.store().await;
     let iqn = "iqn.1991-05.com.microsoft:dev-01";
     store
-        .ledger_intend("host_iqn", iqn, "task-a")
+        .ledger_intend(LedgerKind::HostIqn, iqn, "task-a")
         .await
         .unwrap();
     store
-        .ledger_intend("host_iqn", iqn, "task-a")
+        .ledger_intend(LedgerKind::HostIqn, iqn, "task-a")
         .await
         .unwrap();
     assert!(
         !store
-            .ledger_adopt("host_iqn", 12, iqn, "task-b")
+            .ledger_adopt(LedgerKind::HostIqn, 12, iqn, "task-b")
             .await
             .unwrap(),
         "another task's intent does not make the object ours"
     );
     assert!(
         !store
-            .ledger_adopt("host", 3, "dev-01", "task-a")
+            .ledger_adopt(LedgerKind::Host, 3, "dev-01", "task-a")
             .await
             .unwrap(),
         "an object nobody intended is an operator's"
     );
     assert!(
         store
-            .ledger_adopt("host_iqn", 12, iqn, "task-a")
+            .ledger_adopt(LedgerKind::HostIqn, 12, iqn, "task-a")
             .await
             .unwrap()
     );
     assert!(
         store
-            .ledger_adopt("host_iqn", 12, iqn, "task-b")
+            .ledger_adopt(LedgerKind::HostIqn, 12, iqn, "task-b")
             .await
             .unwrap(),
         "once in the ledger, it is Flex's for every task"
     );
-    let entry = store.ledger_entry("host_iqn", 12).await.unwrap().unwrap();
+    let entry = store
+        .ledger_entry(LedgerKind::HostIqn, 12)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         (entry.name.as_str(), entry.task_id.as_str()),
         (iqn, "task-a")
     );
     assert_eq!(entry.deleted_ms, None);
     let live = store
-        .ledger_live_of_task("host_iqn", "task-a")
+        .ledger_live_of_task(LedgerKind::HostIqn, "task-a")
         .await
         .unwrap();
     assert_eq!(live, [entry]);
-    store.ledger_deleted("host_iqn", 12).await.unwrap();
+    store.ledger_deleted(LedgerKind::HostIqn, 12).await.unwrap();
     assert!(
         store
-            .ledger_live_of_task("host_iqn", "task-a")
+            .ledger_live_of_task(LedgerKind::HostIqn, "task-a")
             .await
             .unwrap()
             .is_empty()
     );
     assert!(
         store
-            .ledger_entry("host_iqn", 12)
+            .ledger_entry(LedgerKind::HostIqn, 12)
             .await
             .unwrap()
             .unwrap()
@@ -480,24 +452,29 @@ async fn the_ledger_adopts_only_what_a_task_intended(backend: Backend) {
     // An intent left by a create that never happened goes when its task ends.
     store
         .insert_task(&NewTask {
-            record: task("task-c", "running", "CreateCloneCommand", "ref"),
+            record: task(
+                "task-c",
+                TaskState::Running,
+                CommandType::CreateClone,
+                "ref",
+            ),
             host_ids: vec![],
         })
         .await
         .unwrap();
     store
-        .ledger_intend("host", "dev-02", "task-c")
+        .ledger_intend(LedgerKind::Host, "dev-02", "task-c")
         .await
         .unwrap();
     assert!(
         store
-            .finish_task("task-c", 0, "failed", "refused", None)
+            .finish_task("task-c", 0, TaskState::Failed, "refused", None)
             .await
             .unwrap()
     );
     assert!(
         !store
-            .ledger_adopt("host", 4, "dev-02", "task-c")
+            .ledger_adopt(LedgerKind::Host, 4, "dev-02", "task-c")
             .await
             .unwrap(),
         "the ended task's intent is gone"

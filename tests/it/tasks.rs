@@ -1,11 +1,14 @@
 //! Tasks read API on its three path families, over the real tasks table.
 
-use flex::store::NewTask;
+use flex::{
+    model::{CommandType, TaskState},
+    store::NewTask,
+};
 use serde_json::{Value, json};
 
 use crate::{
-    common::{Backend, TestServer, error_body},
-    store::task,
+    support::builders::task,
+    support::{Backend, TestServer, error_body},
 };
 
 const TASK_FAMILIES: [&str; 3] = ["/flex/api/v1/ocie", "/api/echo/v1", "/api/ocie/v1"];
@@ -20,8 +23,8 @@ async fn tasks_read_on_every_family(backend: Backend) {
     let store = server.db.store().await;
     let mut done = task(
         "Fj3U7QTsDDWL45ikk0bvk2tsanfC3H",
-        "completed",
-        "CreateCloneCommand",
+        TaskState::Completed,
+        CommandType::CreateClone,
         "ADD62kMoLB",
     );
     done.result = Some(
@@ -33,9 +36,9 @@ async fn tasks_read_on_every_family(backend: Backend) {
     done.location = "/api/ocie/v1/tasks/Fj3U7QTsDDWL45ikk0bvk2tsanfC3H".into();
     let running = task(
         "KscTYPMYiMUjCjJleHLauR0y",
-        "running",
+        TaskState::Running,
         // From the seed document; not a type this executor runs, so it stays running.
-        "DeployCommand",
+        CommandType::Deploy,
         "bjGP9ygRMew",
     );
     for record in [&done, &running] {
@@ -99,9 +102,14 @@ async fn task_list_filters(backend: Backend) {
     let server = TestServer::start(backend).await;
     let store = server.db.store().await;
     let records = [
-        task("a1", "completed", "CreateCloneCommand", "pipeA"),
-        task("a2", "running", "DeployCommand", "pipeA"),
-        task("b1", "failed", "DeleteCommand", "pipeB"),
+        task(
+            "a1",
+            TaskState::Completed,
+            CommandType::CreateClone,
+            "pipeA",
+        ),
+        task("a2", TaskState::Running, CommandType::Deploy, "pipeA"),
+        task("b1", TaskState::Failed, CommandType::Delete, "pipeB"),
     ];
     for record in &records {
         store

@@ -3,8 +3,8 @@
 use serde_json::{Value, json};
 
 use crate::{
-    common::{Backend, TestServer},
-    store::database,
+    support::builders::database,
+    support::{Backend, TestServer},
 };
 
 async fn topology_lists_hosts_and_their_databases(backend: Backend) {

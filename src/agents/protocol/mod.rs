@@ -1,8 +1,13 @@
 //! The agent channel's wire format, version 1: JSON text frames tagged by `type`
-//! (`docs/agent-protocol.md`). Shared by Flex's hub and the agent emulator.
+//! (`docs/agent-protocol.md`). Shared by Flex's hub and the agent emulator; the commands and
+//! their replies are typed in [`commands`].
+
+pub mod commands;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+pub use crate::model::{HostFacts, InventoryDatabase, InventoryFile, MountPoint};
 
 pub const PROTOCOL_VERSION: u32 = 1;
 
@@ -51,52 +56,13 @@ pub struct Hello {
     pub db_engine_version: String,
     /// vm_id, cidrs, instance_type, cpus, memory, location, zone.
     #[serde(default)]
-    pub facts: Value,
+    pub facts: HostFacts,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct InventoryDatabase {
-    pub id: String,
-    pub name: String,
-    #[serde(default = "online")]
-    pub status: String,
-    #[serde(default)]
-    pub files: Vec<InventoryFile>,
-    #[serde(default)]
-    pub mount_points: Vec<MountPoint>,
-}
-
-fn online() -> String {
-    "ONLINE".to_owned()
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct InventoryFile {
-    pub name: String,
-    #[serde(default)]
-    pub file_id: u32,
-    /// `data` or `log`.
-    pub kind: String,
-    pub path: String,
-    #[serde(default)]
-    pub size_mb: u64,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct MountPoint {
-    #[serde(default = "disk")]
-    pub kind: String,
-    pub path: String,
-    /// The SCSI serial of the disk: joins the database to its SDP volume.
-    pub serial: String,
-}
-
-fn disk() -> String {
-    "disk".to_owned()
-}
-
-/// A command for the agent. `id` is deterministic for (task, step, attempt kind): an agent
-/// that sees a known id answers with its stored reply instead of acting again.
+/// A command for the agent: the envelope of one of [`commands`]. `id` is deterministic for
+/// (task, step, attempt kind): an agent that sees a known id answers with its stored reply
+/// instead of acting again. `name` stays a string here so that a receiver can answer a
+/// command it does not know (`UNKNOWN_COMMAND`) instead of dropping the message.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Command {
     pub id: String,
@@ -110,6 +76,7 @@ pub struct Command {
     pub ref_id: String,
 }
 
+/// The answer to a command: `result` is the command's reply type when `ok`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Reply {
     pub id: String,
@@ -120,6 +87,28 @@ pub struct Reply {
     pub error: Option<Failure>,
 }
 
+impl Reply {
+    /// A successful reply carrying `result`.
+    pub fn success(id: &str, result: &impl Serialize) -> Reply {
+        Reply {
+            id: id.to_owned(),
+            ok: true,
+            result: serde_json::to_value(result).unwrap_or(Value::Null),
+            error: None,
+        }
+    }
+
+    pub fn failure(id: &str, failure: Failure) -> Reply {
+        Reply {
+            id: id.to_owned(),
+            ok: false,
+            result: Value::Null,
+            error: Some(failure),
+        }
+    }
+}
+
+/// Why a command failed, and whether trying again may work.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Failure {
     pub code: String,

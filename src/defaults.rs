@@ -1,0 +1,23 @@
+//! Every configuration default, in one place: the flags of `flex serve` (`config.rs`), the
+//! library's own `Config::new`, the executor, the SDP client and the store all read them from
+//! here, and the README's configuration table shows them (a test keeps it true).
+
+use std::time::Duration;
+
+pub const LISTEN: &str = "0.0.0.0:8080";
+pub const DATABASE_URL: &str = "sqlite://flex.db";
+/// How long a request waits for a database connection before it is answered 503: a pipeline
+/// retrying on 503 is better served than one hanging on an unreachable database.
+pub const DB_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+pub const INSTANCE_ID: &str = "ocie-0";
+pub const AGENT_SILENCE: Duration = Duration::from_secs(30);
+pub const AGENT_HEARTBEAT: Duration = Duration::from_secs(10);
+pub const SDP_USER: &str = "admin";
+pub const SDP_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub const SDP_TIMEOUT: Duration = Duration::from_secs(30);
+pub const WORKERS: usize = 4;
+pub const TASK_LEASE: Duration = Duration::from_secs(30);
+pub const TASK_DEADLINE: Duration = Duration::from_secs(3600);
+pub const FREEZE_WINDOW: Duration = Duration::from_secs(10);
+/// On SIGTERM, how long running steps get to reach their checkpoint.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);

@@ -1,0 +1,114 @@
+//! Deleting a db snapshot: refused while echo DBs use it, else its SDP snapshots go, then its
+//! record. The seed path does this synchronously ([`delete_snapshot_now`]); the current path
+//! runs it as a `DeleteDBSnapshotCommand` task.
+
+use super::{context::EchoCx, requests::EchoRequest};
+use crate::{
+    executor::{StepError, StepFuture},
+    model::LedgerKind,
+    sdp::{SdpClient, SdpError},
+    store::{Store, StoreError},
+};
+
+fn snapshot_id_of(cx: &EchoCx) -> Result<String, StepError> {
+    match &cx.request {
+        EchoRequest::DeleteSnapshot(request) => Ok(request.snapshot_id.clone()),
+        _ => Err(StepError::permanent(
+            "snapshot deletion steps run in delete-snapshot tasks only",
+        )),
+    }
+}
+
+fn in_use(snapshot_id: &str, users: &[String]) -> String {
+    format!(
+        "db snapshot '{snapshot_id}' is used by echo DBs: {}",
+        users.join(", ")
+    )
+}
+
+pub fn check_snapshot_unused(cx: &mut EchoCx) -> StepFuture<'_> {
+    Box::pin(async move {
+        let snapshot_id = snapshot_id_of(cx)?;
+        if let Some(users) = snapshot_users(cx.store(), &snapshot_id).await? {
+            return Err(StepError::permanent(in_use(&snapshot_id, &users)));
+        }
+        Ok(())
+    })
+}
+
+pub fn delete_snapshot_objects(cx: &mut EchoCx) -> StepFuture<'_> {
+    Box::pin(async move {
+        let snapshot_id = snapshot_id_of(cx)?;
+        let sdp = cx.sdp()?;
+        delete_snapshot_now(cx.store(), &sdp, &snapshot_id)
+            .await
+            .map_err(|err| match err {
+                DeleteSnapshotError::NotFound => {
+                    StepError::permanent(format!("db snapshot '{snapshot_id}' does not exist"))
+                }
+                DeleteSnapshotError::InUse(users) => {
+                    StepError::permanent(in_use(&snapshot_id, &users))
+                }
+                DeleteSnapshotError::Sdp(err) => err.into(),
+                DeleteSnapshotError::Store(err) => err.into(),
+            })
+    })
+}
+
+/// Echo DBs made from a snapshot, as `host/name`; `None` when there are none.
+pub async fn snapshot_users(
+    store: &Store,
+    snapshot_id: &str,
+) -> Result<Option<Vec<String>>, StoreError> {
+    let users: Vec<String> = store
+        .list_echo_dbs()
+        .await?
+        .into_iter()
+        .filter(|e| e.snapshot_id == snapshot_id)
+        .map(|e| format!("{}/{}", e.host_id, e.name))
+        .collect();
+    Ok((!users.is_empty()).then_some(users))
+}
+
+#[derive(Debug)]
+pub enum DeleteSnapshotError {
+    NotFound,
+    InUse(Vec<String>),
+    Sdp(SdpError),
+    Store(StoreError),
+}
+
+impl From<SdpError> for DeleteSnapshotError {
+    fn from(err: SdpError) -> Self {
+        DeleteSnapshotError::Sdp(err)
+    }
+}
+
+impl From<StoreError> for DeleteSnapshotError {
+    fn from(err: StoreError) -> Self {
+        DeleteSnapshotError::Store(err)
+    }
+}
+
+/// Deletes a db snapshot and its SDP snapshots, now. Refused while echo DBs use it. Used by
+/// the seed path's synchronous delete and by the delete-snapshot task alike.
+pub async fn delete_snapshot_now(
+    store: &Store,
+    sdp: &SdpClient,
+    snapshot_id: &str,
+) -> Result<(), DeleteSnapshotError> {
+    let Some(snapshot) = store.get_db_snapshot(snapshot_id).await? else {
+        return Err(DeleteSnapshotError::NotFound);
+    };
+    if let Some(users) = snapshot_users(store, snapshot_id).await? {
+        return Err(DeleteSnapshotError::InUse(users));
+    }
+    for vg_snapshot in &snapshot.vg_snapshots {
+        sdp.delete_snapshot(vg_snapshot.sdp_snapshot_id).await?;
+        store
+            .ledger_deleted(LedgerKind::VgSnapshot, vg_snapshot.sdp_snapshot_id)
+            .await?;
+    }
+    store.delete_db_snapshot_row(snapshot_id).await?;
+    Ok(())
+}

@@ -1,0 +1,150 @@
+//! What each Echo command is asked to do (stored with its task, as JSON, by the API), and what
+//! a finished task reports (its `result`).
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{CommandType, ConsistencyLevel, TargetState};
+
+/// What a snapshot is taken of.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotSpec {
+    pub source_host_id: String,
+    pub database_ids: Vec<String>,
+    pub name_prefix: String,
+    pub consistency_level: ConsistencyLevel,
+    #[serde(default)]
+    pub force_vss_usage: bool,
+}
+
+impl SnapshotSpec {
+    pub fn is_application(&self) -> bool {
+        self.consistency_level == ConsistencyLevel::Application
+    }
+}
+
+/// Where a clone goes: the source database `db_id`, attached on `host_id` as `db_name`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Destination {
+    pub host_id: String,
+    pub db_id: String,
+    pub db_name: String,
+}
+
+/// `CreateCloneCommand`: a snapshot, then an import of it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CloneRequest {
+    pub snapshot: SnapshotSpec,
+    pub destinations: Vec<Destination>,
+    pub target_state: TargetState,
+}
+
+/// `ImportDBSnapshotCommand`: clones of an existing snapshot.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ImportRequest {
+    pub snapshot_id: String,
+    pub destinations: Vec<Destination>,
+    pub target_state: TargetState,
+}
+
+/// `DeleteCommand`: one echo DB.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeleteEchoDbRequest {
+    pub host_id: String,
+    pub database_id: String,
+}
+
+/// `DeleteDBSnapshotCommand`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeleteSnapshotRequest {
+    pub snapshot_id: String,
+}
+
+/// `ReplaceDBCommand`: echo DBs on one host, replaced by clones of a newer snapshot under the
+/// same names.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RefreshRequest {
+    pub host_id: String,
+    pub snapshot_id: String,
+    pub db_names: Vec<String>,
+    pub target_state: TargetState,
+}
+
+/// A task's request, read by its command type.
+#[derive(Clone, Debug, PartialEq)]
+pub enum EchoRequest {
+    Snapshot(SnapshotSpec),
+    Clone(CloneRequest),
+    Import(ImportRequest),
+    Refresh(RefreshRequest),
+    DeleteEchoDb(DeleteEchoDbRequest),
+    DeleteSnapshot(DeleteSnapshotRequest),
+}
+
+impl EchoRequest {
+    /// Reads a stored request as what its command type asks.
+    pub fn decode(command: CommandType, json: &str) -> Result<EchoRequest, String> {
+        fn read<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, String> {
+            serde_json::from_str(json)
+                .map_err(|err| format!("the task's request is unreadable: {err}"))
+        }
+        Ok(match command {
+            CommandType::CreateDbSnapshot => EchoRequest::Snapshot(read(json)?),
+            CommandType::CreateClone => EchoRequest::Clone(read(json)?),
+            CommandType::ImportDbSnapshot => EchoRequest::Import(read(json)?),
+            CommandType::ReplaceDb => EchoRequest::Refresh(read(json)?),
+            CommandType::Delete => EchoRequest::DeleteEchoDb(read(json)?),
+            CommandType::DeleteDbSnapshot => EchoRequest::DeleteSnapshot(read(json)?),
+            CommandType::Deploy => return Err(format!("Flex does not run {command}")),
+        })
+    }
+
+    /// The snapshot part: a snapshot task's whole request, or a clone's `snapshot`.
+    pub fn snapshot_spec(&self) -> Option<&SnapshotSpec> {
+        match self {
+            EchoRequest::Snapshot(spec) => Some(spec),
+            EchoRequest::Clone(clone) => Some(&clone.snapshot),
+            _ => None,
+        }
+    }
+}
+
+/// What a finished task reports: the db snapshot it took, the echo DBs it made.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TaskResult {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db_snapshot: Option<SnapshotRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloned_dbs: Option<Vec<ClonedDb>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotRef {
+    pub id: String,
+}
+
+/// An echo DB a task made, in the documented shape.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClonedDb {
+    pub id: String,
+    pub name: String,
+    pub host_id: String,
+    pub source_host_id: String,
+    /// Documented as an integer; an integer wherever the id is numeric.
+    pub source_db_id: DbId,
+    pub source_db_name: String,
+}
+
+/// A database id as the documents show it: a number where it is one, else the string.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum DbId {
+    Number(i64),
+    Text(String),
+}
+
+impl From<&str> for DbId {
+    fn from(id: &str) -> DbId {
+        id.parse()
+            .map_or_else(|_| DbId::Text(id.to_owned()), DbId::Number)
+    }
+}

@@ -1,0 +1,183 @@
+//! The SDP host object (and its initiator) each destination host is mapped through: found or
+//! made by an import, removed when Flex made it and nothing is mapped to it any more.
+//!
+//! These objects are named after the destination, not the task, so a create whose answer was
+//! lost cannot be told from an operator's object by its name: an intent recorded before the
+//! create can (see the `sdp_intents` table).
+
+use serde::{Deserialize, Serialize};
+
+use super::context::EchoCx;
+use crate::{
+    executor::{StepError, StepFuture},
+    model::LedgerKind,
+    sdp::HostIqn,
+};
+
+/// The SDP host object a destination host is mapped through.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SdpHostRef {
+    pub sdp_host_id: u64,
+    /// Flex made it (and removes it when nothing is mapped to it any more).
+    pub created: bool,
+}
+
+pub fn ensure_sdp_hosts(cx: &mut EchoCx) -> StepFuture<'_> {
+    Box::pin(async move {
+        let plan = cx.plan()?.clone();
+        let sdp = cx.sdp()?;
+        let task_id = cx.request_id().to_owned();
+        for destination in &plan.destinations {
+            if cx.state.sdp_hosts.contains_key(&destination.host_id) {
+                continue;
+            }
+            let host = cx
+                .store()
+                .get_host(&destination.host_id)
+                .await?
+                .ok_or_else(|| {
+                    StepError::permanent(format!(
+                        "host '{}' is not registered",
+                        destination.host_id
+                    ))
+                })?;
+            if host.host_iqn.is_empty() {
+                return Err(StepError::transient(format!(
+                    "host '{}' has not reported its IQN yet",
+                    destination.host_id
+                )));
+            }
+            let found = match sdp.find_host_by_iqn(&host.host_iqn).await? {
+                Some(existing) => Some(existing),
+                None => sdp.find_host(&destination.host_id).await?,
+            };
+            // Created before but not answered (a 502, a timeout, a crash): the intent
+            // recorded before the create tells our object from an operator's.
+            let reference = match found {
+                Some(existing) => SdpHostRef {
+                    created: cx
+                        .store()
+                        .ledger_adopt(LedgerKind::Host, existing.id, &existing.name, &task_id)
+                        .await?,
+                    sdp_host_id: existing.id,
+                },
+                None => {
+                    cx.store()
+                        .ledger_intend(LedgerKind::Host, &destination.host_id, &task_id)
+                        .await?;
+                    let created = sdp.create_host(&destination.host_id, "Windows").await?;
+                    cx.store()
+                        .ledger_created(LedgerKind::Host, created.id, &created.name, &task_id)
+                        .await?;
+                    SdpHostRef {
+                        sdp_host_id: created.id,
+                        created: true,
+                    }
+                }
+            };
+            match sdp.find_host_iqn(&host.host_iqn).await? {
+                Some(existing) => {
+                    cx.store()
+                        .ledger_adopt(LedgerKind::HostIqn, existing.id, &existing.iqn, &task_id)
+                        .await?;
+                }
+                None => {
+                    cx.store()
+                        .ledger_intend(LedgerKind::HostIqn, &host.host_iqn, &task_id)
+                        .await?;
+                    let iqn = sdp
+                        .create_host_iqn(reference.sdp_host_id, &host.host_iqn)
+                        .await?;
+                    cx.store()
+                        .ledger_created(LedgerKind::HostIqn, iqn.id, &iqn.iqn, &task_id)
+                        .await?;
+                }
+            }
+            cx.state
+                .sdp_hosts
+                .insert(destination.host_id.clone(), reference);
+        }
+        Ok(())
+    })
+}
+
+/// Removes an SDP host object Flex created once nothing is mapped to it.
+pub async fn release_sdp_host(cx: &EchoCx, sdp_host_id: u64) -> Result<(), StepError> {
+    let sdp = cx.sdp()?;
+    let Some(host_entry) = cx
+        .store()
+        .ledger_entry(LedgerKind::Host, sdp_host_id)
+        .await?
+    else {
+        return Ok(());
+    };
+    if !sdp.list_mappings_of_host(sdp_host_id).await?.is_empty() {
+        return Ok(());
+    }
+    let iqns: Vec<HostIqn> = sdp
+        .list(
+            "host_iqns",
+            &[("host.ref", format!("/hosts/{sdp_host_id}"))],
+        )
+        .await?;
+    for iqn in &iqns {
+        sdp.delete_host_iqn(iqn.id).await?;
+        cx.store()
+            .ledger_deleted(LedgerKind::HostIqn, iqn.id)
+            .await?;
+    }
+    // An initiator deleted by an earlier attempt whose answer was lost is no longer listed;
+    // the ledger still has it. Those the array no longer has are settled here.
+    for entry in cx
+        .store()
+        .ledger_live_of_task(LedgerKind::HostIqn, &host_entry.task_id)
+        .await?
+    {
+        if sdp
+            .get::<HostIqn>("host_iqns", entry.sdp_id)
+            .await?
+            .is_none()
+        {
+            cx.store()
+                .ledger_deleted(LedgerKind::HostIqn, entry.sdp_id)
+                .await?;
+        }
+    }
+    sdp.delete_host(sdp_host_id).await?;
+    cx.store()
+        .ledger_deleted(LedgerKind::Host, sdp_host_id)
+        .await?;
+    Ok(())
+}
+
+/// Undo: remove the SDP host objects this import made, also one made just before a failure or
+/// crash (found by the destination's name or IQN), once nothing is mapped to them.
+pub fn release_sdp_hosts(cx: &mut EchoCx) -> StepFuture<'_> {
+    Box::pin(async move {
+        let plan = cx.plan()?.clone();
+        let sdp = cx.sdp()?;
+        let mut candidates: Vec<u64> = cx.state.sdp_hosts.values().map(|r| r.sdp_host_id).collect();
+        for destination in &plan.destinations {
+            if let Some(host) = sdp.find_host(&destination.host_id).await? {
+                candidates.push(host.id);
+            }
+            let iqn = cx
+                .store()
+                .get_host(&destination.host_id)
+                .await?
+                .map(|h| h.host_iqn)
+                .unwrap_or_default();
+            if !iqn.is_empty()
+                && let Some(host) = sdp.find_host_by_iqn(&iqn).await?
+            {
+                candidates.push(host.id);
+            }
+        }
+        candidates.sort_unstable();
+        candidates.dedup();
+        for sdp_host_id in candidates {
+            release_sdp_host(cx, sdp_host_id).await?;
+        }
+        Ok(())
+    })
+}
