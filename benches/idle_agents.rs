@@ -107,10 +107,9 @@ async fn main() {
         .json()
         .await
         .unwrap();
-    let connected = hosts
-        .as_array()
-        .map(|h| h.iter().filter(|h| h["is_connected"] == true).count())
-        .unwrap_or(0);
+    let connected = hosts.as_array().map_or(0, |h| {
+        h.iter().filter(|h| h["is_connected"] == true).count()
+    });
     let per_connection = (after.saturating_sub(before) as f64) / agents.max(1) as f64;
     println!("server RSS before: {:.1} MiB", before as f64 / 1024.0);
     println!(

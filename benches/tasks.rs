@@ -114,7 +114,8 @@ async fn bench_backend(label: &str, database_url: &str, tasks: usize, clones: us
     );
 
     // Application-consistent clones, one at a time: per-step time and freeze overhead.
-    let mut step_ms: std::collections::BTreeMap<String, Vec<(f64, f64, f64)>> = Default::default();
+    let mut step_ms: std::collections::BTreeMap<String, Vec<(f64, f64, f64)>> =
+        std::collections::BTreeMap::default();
     let mut freeze_overhead = Vec::new();
     for n in 0..clones {
         let task: Value = http

@@ -30,6 +30,7 @@ pub struct MintedToken {
 }
 
 /// What a new token is for.
+#[derive(Clone, Copy)]
 pub struct TokenSpec<'a> {
     pub kind: TokenKind,
     pub host_id: Option<&'a str>,

@@ -17,7 +17,7 @@ pub const SDP_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const SDP_TIMEOUT: Duration = Duration::from_secs(30);
 pub const WORKERS: usize = 4;
 pub const TASK_LEASE: Duration = Duration::from_secs(30);
-pub const TASK_DEADLINE: Duration = Duration::from_secs(3600);
+pub const TASK_DEADLINE: Duration = Duration::from_hours(1);
 pub const FREEZE_WINDOW: Duration = Duration::from_secs(10);
 /// On SIGTERM, how long running steps get to reach their checkpoint.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);

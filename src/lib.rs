@@ -3,8 +3,6 @@
 //! [`run`] starts the whole server on a listener it is given, so `main` and the integration
 //! tests start exactly the same program (tests bind port 0).
 
-#![forbid(unsafe_code)]
-
 pub mod agents;
 pub mod api;
 pub mod auth;

@@ -1,7 +1,5 @@
 //! The `flex` command line: parses arguments, sets up logging, and hands over to the library.
 
-#![forbid(unsafe_code)]
-
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};

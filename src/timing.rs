@@ -29,7 +29,7 @@ pub async fn measure<F: Future>(future: F) -> (F::Output, Duration) {
 pub async fn waiting<F: Future>(future: F) -> F::Output {
     let started = Instant::now();
     let output = future.await;
-    let elapsed = started.elapsed().as_nanos() as u64;
+    let elapsed = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
     let _ = WAITED_NANOS.try_with(|waited| waited.fetch_add(elapsed, Ordering::Relaxed));
     output
 }

@@ -45,6 +45,7 @@ pub fn spawn_flex(
 }
 
 /// The `p` quantile of already sorted values.
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // an index in 0..len
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;

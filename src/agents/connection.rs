@@ -155,11 +155,11 @@ pub async fn serve_socket(hub: AgentHub, host_id: String, token_id: String, mut 
                     tracing::info!(%host_id, token_alive, "closing agent connection");
                     break;
                 }
-                if socket.send(Message::Ping(Default::default())).await.is_err() {
+                if socket.send(Message::Ping(axum::body::Bytes::default())).await.is_err() {
                     break;
                 }
             }
-            _ = close.notified() => break,
+            () = close.notified() => break,
         }
     }
     // Whatever is still queued (a reason, say) goes out before the close.

@@ -132,7 +132,7 @@ pub struct AgentHub {
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl AgentHub {
@@ -201,7 +201,7 @@ impl AgentHub {
                         .await?;
                 }
                 Err(err) => {
-                    tracing::warn!(%host_id, error = %err, "inventory stored without its SDP join")
+                    tracing::warn!(%host_id, error = %err, "inventory stored without its SDP join");
                 }
             }
         }

@@ -1,4 +1,4 @@
-//! Who may call the API (DESIGN.md §2): the bearer-token check in front of every API route,
+//! Who may call the API: the bearer-token check in front of every API route,
 //! login for people, and app tokens for pipelines.
 
 use axum::{

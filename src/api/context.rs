@@ -23,7 +23,7 @@ const MAX_REF_ID_LEN: usize = 32;
 #[derive(Clone, Debug)]
 pub struct RefId(pub String);
 
-/// Reads the client's ref id: `[A-Za-z0-9]{1,32}` (DESIGN.md §1, decision 7). Absent means
+/// Reads the client's ref id: `[A-Za-z0-9]{1,32}` (the README's decisions). Absent means
 /// Flex picks one; anything else is refused, since the id ends up in logs and in other systems.
 fn ref_id_from(headers: &HeaderMap) -> Result<String, ApiError> {
     let Some(value) = headers.get(REF_ID_HEADER) else {
@@ -59,12 +59,11 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
     };
     let span = tracing::info_span!("request", %ref_id, %request_id, %method, %path);
 
-    let response = match refused {
-        Some(err) => span.in_scope(|| err.into_response()),
-        None => {
-            req.extensions_mut().insert(RefId(ref_id.clone()));
-            next.run(req).instrument(span.clone()).await
-        }
+    let response = if let Some(err) = refused {
+        span.in_scope(|| err.into_response())
+    } else {
+        req.extensions_mut().insert(RefId(ref_id.clone()));
+        next.run(req).instrument(span.clone()).await
     };
     let response = render_error_body(response, &ref_id);
     span.in_scope(|| {
@@ -72,7 +71,7 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
             status = response.status().as_u16(),
             elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
             "served"
-        )
+        );
     });
     with_ref_id_header(response, &ref_id)
 }
@@ -103,7 +102,7 @@ fn render_error_body(mut response: Response, ref_id: &str) -> Response {
         "ref_id": ref_id,
     });
     let mut rendered = (status_or_500(parts.status), Json(payload)).into_response();
-    for (name, value) in parts.headers.iter() {
+    for (name, value) in &parts.headers {
         if name != header::CONTENT_TYPE {
             rendered.headers_mut().insert(name.clone(), value.clone());
         }

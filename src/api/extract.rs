@@ -97,7 +97,7 @@ mod tests {
         destinations: Vec<Destination>,
     }
 
-    fn message(err: ApiError) -> String {
+    fn message(err: &ApiError) -> String {
         err.to_string()
     }
 
@@ -105,10 +105,10 @@ mod tests {
     fn errors_name_the_field() {
         let err = parse_json::<Body>(br#"{"destinations":[{"host_id":5}]}"#).unwrap_err();
         assert_eq!(err.code(), "INVALID_FIELD");
-        assert!(message(err).starts_with("field 'destinations[0].host_id'"));
+        assert!(message(&err).starts_with("field 'destinations[0].host_id'"));
 
         let err = parse_json::<Body>(br#"{"other":1}"#).unwrap_err();
-        assert!(message(err).contains("missing field 'destinations'"));
+        assert!(message(&err).contains("missing field 'destinations'"));
     }
 
     #[test]

@@ -91,6 +91,7 @@ struct SnapshotRef<'a> {
 }
 
 #[derive(Serialize)]
+#[allow(clippy::struct_field_names)] // the documented field names
 struct Parent<'a> {
     src_host_id: &'a str,
     src_db_id: &'a str,

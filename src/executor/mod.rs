@@ -224,8 +224,8 @@ impl<J: Journal> Inner<J> {
             }
             drop(slot);
             tokio::select! {
-                _ = self.waker.0.notified() => {}
-                _ = tokio::time::sleep(self.config.poll) => {}
+                () = self.waker.0.notified() => {}
+                () = tokio::time::sleep(self.config.poll) => {}
                 _ = stop.changed() => break,
             }
         }

@@ -163,7 +163,7 @@ mod tests {
                 if self.permanent {
                     return Err(StepError::permanent("refused"));
                 }
-                if self.starts.len() as u32 <= self.failures {
+                if self.starts.len() <= self.failures as usize {
                     Err(StepError::Transient {
                         message: "busy".into(),
                         retry_after: self.retry_after,
@@ -250,7 +250,7 @@ mod tests {
         }
         let mut backoff = Backoff::new(Duration::from_millis(400), Duration::from_secs(1), high);
         assert_eq!(backoff.pause(None), Duration::from_millis(500));
-        assert_eq!(backoff.pause(None), Duration::from_millis(1000));
+        assert_eq!(backoff.pause(None), Duration::from_secs(1));
         assert_eq!(backoff.pause(None), Duration::from_millis(1250));
         let random = Backoff::new(
             Duration::from_secs(1),

@@ -367,7 +367,7 @@ impl<J: Journal> TaskRun<'_, J> {
             match self.attempt(index, Run::Undo, undo_deadline).await {
                 Ok(_) => {}
                 Err((GaveUp::Failed(message), _)) => {
-                    notes.push(format!("undo of {name}: {message}"))
+                    notes.push(format!("undo of {name}: {message}"));
                 }
                 Err((GaveUp::Stopped(Stop::LeaseLost), _)) => return Outcome::Abandoned,
                 Err((GaveUp::Stopped(_), _)) => return Outcome::Released,

@@ -158,39 +158,39 @@ impl SdpError {
 mod tests {
     use super::*;
 
-    fn classify(method: Method, status: u16, body: &str) -> SdpError {
-        SdpError::from_response("call".into(), &method, status, None, body)
+    fn classify(method: &Method, status: u16, body: &str) -> SdpError {
+        SdpError::from_response("call".into(), method, status, None, body)
     }
 
     #[test]
     fn answers_are_classified_by_what_to_do_next() {
         assert!(matches!(
-            classify(Method::POST, 503, ""),
+            classify(&Method::POST, 503, ""),
             SdpError::Transient { .. }
         ));
-        assert!(classify(Method::GET, 429, "").is_retryable());
-        assert!(classify(Method::POST, 502, "").may_have_happened());
-        assert!(!classify(Method::GET, 502, "").may_have_happened());
-        assert!(classify(Method::GET, 502, "").is_retryable());
+        assert!(classify(&Method::GET, 429, "").is_retryable());
+        assert!(classify(&Method::POST, 502, "").may_have_happened());
+        assert!(!classify(&Method::GET, 502, "").may_have_happened());
+        assert!(classify(&Method::GET, 502, "").is_retryable());
         let busy = classify(
-            Method::POST,
+            &Method::POST,
             400,
             r#"{"error_code":"MC_ERR_BUSY","error_msg":"system busy"}"#,
         );
         assert!(busy.is_retryable());
         let refused = classify(
-            Method::POST,
+            &Method::POST,
             400,
             r#"{"error_code":"MC_ERR_BAD_PARAMS","error_msg":"size must be positive"}"#,
         );
         assert!(!refused.is_retryable());
         assert!(refused.to_string().contains("size must be positive"));
         assert_eq!(refused.code(), Some("MC_ERR_BAD_PARAMS"));
-        assert!(classify(Method::GET, 404, "").is_not_found());
-        assert!(!classify(Method::DELETE, 409, "").is_retryable());
+        assert!(classify(&Method::GET, 404, "").is_not_found());
+        assert!(!classify(&Method::DELETE, 409, "").is_retryable());
         assert!(
             classify(
-                Method::POST,
+                &Method::POST,
                 409,
                 r#"{"error_code":"MC_ERR_OBJECT_EXISTS"}"#
             )

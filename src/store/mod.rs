@@ -226,7 +226,8 @@ impl Store {
         let expected = match self.backend {
             Backend::Sqlite { .. } => SQLITE_MIGRATIONS.iter().count(),
             Backend::Postgres(_) => POSTGRES_MIGRATIONS.iter().count(),
-        } as i64;
+        };
+        let expected = i64::try_from(expected).unwrap_or(i64::MAX);
         let applied: Result<i64, sqlx::Error> = on_reader!(self, |pool| {
             sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success = TRUE")
                 .fetch_one(pool)

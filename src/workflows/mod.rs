@@ -166,7 +166,7 @@ impl Workflow for EchoWorkflow {
             request: EchoRequest::decode(self.command, request)?,
             task,
             state,
-            detail: Default::default(),
+            detail: crate::model::StepDetail::default(),
         })
     }
 }

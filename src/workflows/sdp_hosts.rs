@@ -53,45 +53,41 @@ pub fn ensure_sdp_hosts(cx: &mut EchoCx) -> StepFuture<'_> {
             };
             // Created before but not answered (a 502, a timeout, a crash): the intent
             // recorded before the create tells our object from an operator's.
-            let reference = match found {
-                Some(existing) => SdpHostRef {
+            let reference = if let Some(existing) = found {
+                SdpHostRef {
                     created: cx
                         .store()
                         .ledger_adopt(LedgerKind::Host, existing.id, &existing.name, &task_id)
                         .await?,
                     sdp_host_id: existing.id,
-                },
-                None => {
-                    cx.store()
-                        .ledger_intend(LedgerKind::Host, &destination.host_id, &task_id)
-                        .await?;
-                    let created = sdp.create_host(&destination.host_id, "Windows").await?;
-                    cx.store()
-                        .ledger_created(LedgerKind::Host, created.id, &created.name, &task_id)
-                        .await?;
-                    SdpHostRef {
-                        sdp_host_id: created.id,
-                        created: true,
-                    }
+                }
+            } else {
+                cx.store()
+                    .ledger_intend(LedgerKind::Host, &destination.host_id, &task_id)
+                    .await?;
+                let created = sdp.create_host(&destination.host_id, "Windows").await?;
+                cx.store()
+                    .ledger_created(LedgerKind::Host, created.id, &created.name, &task_id)
+                    .await?;
+                SdpHostRef {
+                    sdp_host_id: created.id,
+                    created: true,
                 }
             };
-            match sdp.find_host_iqn(&host.host_iqn).await? {
-                Some(existing) => {
-                    cx.store()
-                        .ledger_adopt(LedgerKind::HostIqn, existing.id, &existing.iqn, &task_id)
-                        .await?;
-                }
-                None => {
-                    cx.store()
-                        .ledger_intend(LedgerKind::HostIqn, &host.host_iqn, &task_id)
-                        .await?;
-                    let iqn = sdp
-                        .create_host_iqn(reference.sdp_host_id, &host.host_iqn)
-                        .await?;
-                    cx.store()
-                        .ledger_created(LedgerKind::HostIqn, iqn.id, &iqn.iqn, &task_id)
-                        .await?;
-                }
+            if let Some(existing) = sdp.find_host_iqn(&host.host_iqn).await? {
+                cx.store()
+                    .ledger_adopt(LedgerKind::HostIqn, existing.id, &existing.iqn, &task_id)
+                    .await?;
+            } else {
+                cx.store()
+                    .ledger_intend(LedgerKind::HostIqn, &host.host_iqn, &task_id)
+                    .await?;
+                let iqn = sdp
+                    .create_host_iqn(reference.sdp_host_id, &host.host_iqn)
+                    .await?;
+                cx.store()
+                    .ledger_created(LedgerKind::HostIqn, iqn.id, &iqn.iqn, &task_id)
+                    .await?;
             }
             cx.state
                 .sdp_hosts

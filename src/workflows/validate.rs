@@ -272,15 +272,14 @@ impl Checker<'_> {
         snapshot_id: &str,
         issues: &mut Vec<Issue>,
     ) -> Result<Option<Vec<SourceDb>>, StoreError> {
-        match self.store.get_db_snapshot(snapshot_id).await? {
-            Some(snapshot) => Ok(Some(snapshot.databases)),
-            None => {
-                issues.push(issue(
-                    IssueCode::SnapshotNotFound,
-                    format!("db snapshot '{snapshot_id}' does not exist"),
-                ));
-                Ok(None)
-            }
+        if let Some(snapshot) = self.store.get_db_snapshot(snapshot_id).await? {
+            Ok(Some(snapshot.databases))
+        } else {
+            issues.push(issue(
+                IssueCode::SnapshotNotFound,
+                format!("db snapshot '{snapshot_id}' does not exist"),
+            ));
+            Ok(None)
         }
     }
 

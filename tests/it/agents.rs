@@ -577,7 +577,7 @@ async fn next_json(
         {
             Ok(Message::Text(text)) => return serde_json::from_str(&text).ok(),
             Ok(Message::Close(_)) | Err(_) => return None,
-            Ok(_) => continue,
+            Ok(_) => {}
         }
     }
 }

@@ -107,7 +107,7 @@ async fn login_issues_a_week_long_session(backend: Backend) {
     let response = login("admin", "s3cret!").await.unwrap();
     assert_eq!(response.status(), 200);
     let session: Value = response.json().await.unwrap();
-    assert_eq!(session["expiresIn"], 604800);
+    assert_eq!(session["expiresIn"], 604_800);
     let expires_on = session["expiresOn"].as_str().unwrap();
     assert_eq!(
         expires_on.len(),

@@ -182,10 +182,10 @@ async fn crash_and_resume(backend: Backend, workflow: Workflow, step: &str, poin
         if workflow == Workflow::Refresh {
             let task = call(&http, reqwest::Method::POST, &format!("{base}/api/echo/v1/db_snapshots"), json!({"source_host_id": "src-01", "database_ids": ["5"], "consistency_level": "crash"})).await;
             let done = wait_task(&http, &base, &task).await;
-            newer_snapshot = done["result"]["db_snapshot"]["id"]
+            done["result"]["db_snapshot"]["id"]
                 .as_str()
                 .unwrap()
-                .to_owned();
+                .clone_into(&mut newer_snapshot);
         }
     }
     drop(setup);

@@ -509,7 +509,7 @@ async fn an_expired_freeze_window_fails_the_snapshot(backend: Backend) {
     )
     .await;
     let listener = &echo.sdp;
-    let (status, _) = {
+    let (status, ()) = {
         let response = reqwest::Client::new()
             .put(format!("{}/emulator/latency", listener.url))
             .basic_auth("admin", Some("admin"))

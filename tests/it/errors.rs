@@ -1,5 +1,5 @@
 //! Every error path answers JSON `{code, message, ref_id}` with the right status, and the
-//! `hs-ref-id` header is honoured, generated or refused as DESIGN.md §1 says.
+//! `hs-ref-id` header is honoured, generated or refused as the README says.
 
 use reqwest::Method;
 use serde_json::Value;

@@ -167,7 +167,7 @@ impl AgentFault {
                 ..Default::default()
             },
             AgentFault::SlowReply => AgentFaults {
-                reply_delay: Duration::from_millis(1_000),
+                reply_delay: Duration::from_secs(1),
                 slow_commands: vec![command.to_owned()],
                 ..Default::default()
             },
@@ -487,7 +487,11 @@ async fn every_sdp_call_and_agent_command_survives_every_fault() {
                     Ok(panic) => panic
                         .downcast_ref::<String>()
                         .cloned()
-                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .or_else(|| {
+                            panic
+                                .downcast_ref::<&str>()
+                                .map(std::string::ToString::to_string)
+                        })
                         .unwrap_or_default(),
                     Err(err) => err.to_string(),
                 };

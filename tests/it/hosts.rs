@@ -133,7 +133,7 @@ async fn registration_validates_id_and_vendor(backend: Backend) {
     let cases = [
         (r#"{"db_vendor":"oracle"}"#, "INVALID_FIELD", "db_vendor"),
         (r#"{"db_vendor":7}"#, "INVALID_FIELD", "db_vendor"),
-        (r#"{}"#, "INVALID_FIELD", "db_vendor"),
+        (r"{}", "INVALID_FIELD", "db_vendor"),
         (r#"{"db_vendor":"mssql""#, "INVALID_JSON", "JSON"),
         ("", "INVALID_JSON", "empty"),
     ];

@@ -119,7 +119,7 @@ struct Checker<'a> {
     covered: HashSet<(String, String, String)>,
 }
 
-impl<'a> Checker<'a> {
+impl Checker<'_> {
     /// Sends `request` for the operation `method template`, checks the response against the
     /// spec, and returns its JSON body (Null when empty).
     async fn check(&mut self, method: &Method, template: &str, request: RequestBuilder) -> Value {

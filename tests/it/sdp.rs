@@ -126,7 +126,7 @@ async fn the_client_covers_every_call_the_workflows_need() {
         .unwrap();
     let frozen = sdp.list_volsnaps(snap.id).await.unwrap();
     let mut frozen_sources: Vec<u64> = frozen.iter().filter_map(|v| v.source.id()).collect();
-    frozen_sources.sort();
+    frozen_sources.sort_unstable();
     assert_eq!(frozen_sources, vec![data.id, log.id]);
     assert_eq!(
         sdp.find_snapshot(vg.id, "snap_1")
@@ -159,7 +159,7 @@ async fn the_client_covers_every_call_the_workflows_need() {
         .unwrap();
     assert!(clone.is_thin_clone);
     assert_eq!(
-        clone.source_snapshot.as_ref().and_then(|r| r.id()),
+        clone.source_snapshot.as_ref().and_then(flex::sdp::Ref::id),
         Some(snap.id)
     );
     assert_ne!(clone.scsi_sn, data.scsi_sn);
@@ -251,7 +251,7 @@ async fn the_array_refuses_what_a_real_one_refuses() {
             );
         }
         Err(other) => panic!("expected a permanent refusal, got {other}"),
-        Ok(_) => panic!("expected a refusal"),
+        Ok(()) => panic!("expected a refusal"),
     };
 
     // A taken name is not a refusal: the object may be the caller's own (an earlier attempt

@@ -30,7 +30,7 @@ async fn serves_https_with_the_given_certificate_and_stops_gracefully() {
     assert_eq!(hosts.status(), 204);
     let plain = reqwest::get(server.base.replace("https://", "http://") + "/healthz").await;
     assert!(
-        plain.map(|r| !r.status().is_success()).unwrap_or(true),
+        plain.map_or(true, |r| !r.status().is_success()),
         "plain HTTP must not be served on the TLS port"
     );
     tokio::time::timeout(Duration::from_secs(15), server.stop())

@@ -207,7 +207,7 @@ async fn tasks_round_trip_and_filter(backend: Backend) {
     done.create_ts -= 10;
     let running = task("t2", TaskState::Running, CommandType::CreateClone, "refB");
     let mut failed = task("t3", TaskState::Failed, CommandType::CreateClone, "refA");
-    failed.error = "the SDP refused: quota".to_owned();
+    "the SDP refused: quota".clone_into(&mut failed.error);
     failed.create_ts += 10;
     for record in [&running, &failed, &done] {
         store

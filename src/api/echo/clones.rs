@@ -72,7 +72,7 @@ pub async fn validate_clone(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<CloneBody>,
 ) -> Result<Json<Value>, ApiError> {
-    dry_run(clone_issues(&state, body).await?.1)
+    dry_run(&clone_issues(&state, body).await?.1)
 }
 
 async fn import_issues(
@@ -135,7 +135,7 @@ pub async fn validate_import(
     PathParams(snapshot_id): PathParams<String>,
     JsonBody(body): JsonBody<ImportBody>,
 ) -> Result<Json<Value>, ApiError> {
-    dry_run(import_issues(&state, snapshot_id, body).await?.1)
+    dry_run(&import_issues(&state, snapshot_id, body).await?.1)
 }
 
 pub async fn delete_echo_db(
@@ -164,7 +164,7 @@ pub async fn validate_delete_echo_db(
 ) -> Result<Json<Value>, ApiError> {
     let db_id = body.database_id.into_string();
     dry_run(
-        checker(&state)
+        &checker(&state)
             .delete_echo_db(&body.host_id, &db_id)
             .await?,
     )
@@ -217,5 +217,5 @@ pub async fn validate_refresh(
     PathParams(host_id): PathParams<String>,
     JsonBody(body): JsonBody<RefreshBody>,
 ) -> Result<Json<Value>, ApiError> {
-    dry_run(refresh_issues(&state, host_id, body).await?.1)
+    dry_run(&refresh_issues(&state, host_id, body).await?.1)
 }

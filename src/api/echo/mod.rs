@@ -124,7 +124,7 @@ fn check(issues: &[Issue]) -> Result<(), ApiError> {
 /// in itself (an issue that would be a 400: a bad name prefix, an empty list, an unknown enum
 /// value) is refused with that 400, as the real request would be; the verdict is about what
 /// the current state allows.
-fn dry_run(issues: Vec<Issue>) -> Result<Json<Value>, ApiError> {
+fn dry_run(issues: &[Issue]) -> Result<Json<Value>, ApiError> {
     if let Some(malformed) = issues.iter().find(|i| i.issue_type.is_malformed()) {
         return Err(refuse(std::slice::from_ref(malformed)));
     }

@@ -62,7 +62,7 @@ pub async fn validate_snapshot(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<SnapshotBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    dry_run(snapshot_issues(&state, body).await?.1)
+    dry_run(&snapshot_issues(&state, body).await?.1)
 }
 
 /// Seed path: synchronous, 204 once deleted.
@@ -132,7 +132,7 @@ pub async fn validate_delete_snapshot(
     {
         return Err(refuse(&issues));
     }
-    Ok(dry_run(issues)?.into_response())
+    Ok(dry_run(&issues)?.into_response())
 }
 
 /// A db snapshot in the documented listing shape.

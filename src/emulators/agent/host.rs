@@ -82,7 +82,7 @@ pub async fn execute(
         Err(failure) => Reply::failure(&id, failure),
     };
     let mut state = lock(&shared.state);
-    state.stats.last_ref_id = command.ref_id.clone();
+    state.stats.last_ref_id.clone_from(&command.ref_id);
     *state
         .stats
         .commands_acted

@@ -226,7 +226,7 @@ pub struct AgentEmulator {
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -349,22 +349,21 @@ async fn provision(
         if serials.contains_key(&file.volume) {
             continue;
         }
-        let volume = match sdp.find_volume(&file.volume).await? {
-            Some(volume) => volume,
-            None => {
-                let group = match sdp.find_volume_group(&file.volume_group).await? {
-                    Some(group) => group,
-                    None => sdp.create_volume_group(&file.volume_group, 0).await?,
-                };
-                let size_kib = databases
-                    .iter()
-                    .flat_map(|db| &db.files)
-                    .filter(|f| f.volume == file.volume)
-                    .map(|f| f.size_mb * 1024)
-                    .sum::<u64>()
-                    .max(1024 * 1024);
-                sdp.create_volume(&file.volume, size_kib, group.id).await?
-            }
+        let volume = if let Some(volume) = sdp.find_volume(&file.volume).await? {
+            volume
+        } else {
+            let group = match sdp.find_volume_group(&file.volume_group).await? {
+                Some(group) => group,
+                None => sdp.create_volume_group(&file.volume_group, 0).await?,
+            };
+            let size_kib = databases
+                .iter()
+                .flat_map(|db| &db.files)
+                .filter(|f| f.volume == file.volume)
+                .map(|f| f.size_mb * 1024)
+                .sum::<u64>()
+                .max(1024 * 1024);
+            sdp.create_volume(&file.volume, size_kib, group.id).await?
         };
         serials.insert(file.volume.clone(), volume.scsi_sn);
     }

@@ -48,7 +48,7 @@ pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             Err(_) => {}
         }
         tokio::select! {
-            _ = tokio::time::sleep(config.reconnect_delay) => {}
+            () = tokio::time::sleep(config.reconnect_delay) => {}
             _ = stop.changed() => return,
         }
     }

@@ -11,8 +11,10 @@ pub fn tls_connector(insecure: bool) -> tokio_tungstenite::Connector {
             .with_custom_certificate_verifier(Arc::new(insecure::AcceptAnyCertificate))
             .with_no_client_auth()
     } else {
-        let roots =
-            rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        let roots = webpki_roots::TLS_SERVER_ROOTS
+            .iter()
+            .cloned()
+            .collect::<rustls::RootCertStore>();
         rustls::ClientConfig::builder()
             .with_root_certificates(roots)
             .with_no_client_auth()

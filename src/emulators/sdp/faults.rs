@@ -15,7 +15,7 @@ use axum::{
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{Shared, SdpFault, lock, model, sdp_error};
+use super::{SdpFault, Shared, lock, model, sdp_error};
 
 /// What a matching call gets instead of (or on top of) its normal answer.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -138,7 +138,11 @@ fn call_key(method: &Method, path: &str) -> (String, String) {
     (collection, key)
 }
 
-pub(super) async fn inject_faults(State(inner): State<Shared>, req: Request, next: Next) -> Response {
+pub(super) async fn inject_faults(
+    State(inner): State<Shared>,
+    req: Request,
+    next: Next,
+) -> Response {
     let method = req.method().clone();
     let (collection, key) = call_key(&method, req.uri().path());
     let call = CallRecord {
@@ -150,7 +154,7 @@ pub(super) async fn inject_faults(State(inner): State<Shared>, req: Request, nex
             .get("hs-ref-id")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
-        at_ms: model::now_ms() as i64,
+        at_ms: i64::try_from(model::now_ms()).unwrap_or(i64::MAX),
     };
     let (latency, rule) = {
         let mut faults = lock(&inner.faults);

@@ -1,4 +1,4 @@
-//! An emulated Silk Data Platform: the REST subset Flex uses (`reference/sdp-api.md`), with
+//! An emulated Silk Data Platform: the REST subset Flex uses (`docs/sdp-api.md`), with
 //! the array's rules (see [`model`]), optional persistence, and fault injection so tests can
 //! put Flex through what a real array does on a bad day.
 //!
@@ -86,7 +86,7 @@ impl SdpEmulator {
         listener: TcpListener,
     ) -> std::io::Result<SdpEmulator> {
         let array = match &config.state_file {
-            Some(path) if path.exists() => load_state(path)?,
+            Some(path) if path.exists() => load_state(path).await?,
             _ => ArrayState::new(&config.system_id, "sdp-emulator"),
         };
         let inner = Arc::new(Inner {
@@ -139,7 +139,7 @@ impl SdpEmulator {
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn add_fault(inner: &Inner, mut rule: FaultRule) -> u64 {
@@ -150,8 +150,8 @@ fn add_fault(inner: &Inner, mut rule: FaultRule) -> u64 {
     faults.next_id
 }
 
-fn load_state(path: &Path) -> std::io::Result<ArrayState> {
-    let bytes = std::fs::read(path)?;
+async fn load_state(path: &Path) -> std::io::Result<ArrayState> {
+    let bytes = tokio::fs::read(path).await?;
     serde_json::from_slice(&bytes)
         .map_err(|err| std::io::Error::new(std::io::ErrorKind::InvalidData, err))
 }
@@ -234,13 +234,13 @@ async fn basic_auth(State(inner): State<Shared>, req: Request, next: Next) -> Re
     response
 }
 
-fn envelope(hits: Vec<Value>, total: usize, limit: usize, offset: usize) -> Json<Value> {
+fn envelope(hits: &[Value], total: usize, limit: usize, offset: usize) -> Json<Value> {
     Json(json!({"hits": hits, "total": total, "limit": limit, "offset": offset}))
 }
 
 async fn system_state(State(inner): State<Shared>) -> Json<Value> {
     let state = lock(&inner.array).system_state();
-    envelope(vec![state], 1, 100, 0)
+    envelope(&[state], 1, 100, 0)
 }
 
 fn known_collection(collection: &str) -> Result<(), SdpFault> {
@@ -281,7 +281,7 @@ async fn list(
             .render_all(&collection, model::now_ms())
             .unwrap_or_default();
         let (hits, total, limit, offset) = query::query(objects, &params)?;
-        Ok(envelope(hits, total, limit, offset).into_response())
+        Ok(envelope(&hits, total, limit, offset).into_response())
     })())
 }
 
@@ -306,7 +306,7 @@ async fn create(
         known_collection(&collection)?;
         let body = parse_body(&body)?;
         let mut array = lock(&inner.array);
-        let clone_delay = inner.config.clone_delay.as_millis() as u64;
+        let clone_delay = u64::try_from(inner.config.clone_delay.as_millis()).unwrap_or(u64::MAX);
         let id = array.create(&collection, &body, clone_delay)?;
         persist(&inner, &array);
         // A thin clone is not listed yet; the POST still answers with the object.

@@ -21,12 +21,12 @@ pub fn query(
             "__limit" => {
                 limit = value
                     .parse()
-                    .map_err(|_| SdpFault::bad("__limit must be a number"))?
+                    .map_err(|_| SdpFault::bad("__limit must be a number"))?;
             }
             "__offset" => {
                 offset = value
                     .parse()
-                    .map_err(|_| SdpFault::bad("__offset must be a number"))?
+                    .map_err(|_| SdpFault::bad("__offset must be a number"))?;
             }
             "__sort" => sort = Some(value.clone()),
             "__sort_order" => descending = value == "desc",

@@ -5,7 +5,10 @@
 
 use serde_json::Value;
 
-use super::model::*;
+use super::model::{
+    ArrayState, Host, HostGroup, HostIqn, MAX_HOST_NAME, MAX_VG_NAME, Mapping, SdpFault,
+    SdpOutcome, Snapshot, Volsnap, Volume, VolumeGroup, now_ms, now_secs,
+};
 
 /// Reads `{"ref": "/collection/N"}` (or a bare "/collection/N") from a request body field.
 fn parse_ref(body: &Value, field: &str, collection: &str) -> SdpOutcome<Option<u64>> {
@@ -136,7 +139,7 @@ impl ArrayState {
                     "volume {volume} is not part of snapshot {snapshot}"
                 )));
             }
-            let size = self.volumes.get(&volume).map(|v| v.size).unwrap_or(0);
+            let size = self.volumes.get(&volume).map_or(0, |v| v.size);
             (
                 size,
                 Some(snapshot),
@@ -354,7 +357,8 @@ impl ArrayState {
                 "volume {volume} is already mapped to host {host_id}"
             )));
         }
-        let lun = (1..)
+        // The lowest LUN the host has free (there are fewer mappings than numbers).
+        let lun = (1..=u64::MAX)
             .find(|lun| {
                 !self
                     .mappings
@@ -403,7 +407,7 @@ impl ArrayState {
                     .get_mut(&id)
                     .ok_or_else(|| SdpFault::not_found(collection, id))?;
                 if let Some(description) = body.get("description").and_then(Value::as_str) {
-                    volume.description = description.to_owned();
+                    description.clone_into(&mut volume.description);
                 }
                 if let Some(size) = body.get("size").and_then(Value::as_u64) {
                     if size < volume.size {

@@ -39,7 +39,7 @@ impl Default for Options {
             dest_reply_delay: Duration::ZERO,
             dest_disconnect_after: None,
             lease: Duration::from_secs(30),
-            task_deadline: Duration::from_secs(3600),
+            task_deadline: Duration::from_hours(1),
             sdp_request_timeout: Duration::from_secs(30),
             database_port: None,
             db_acquire_timeout: flex::defaults::DB_ACQUIRE_TIMEOUT,
