@@ -6,6 +6,7 @@ mod architecture;
 mod auth;
 mod bad_input;
 mod crash;
+mod drain;
 mod echo;
 mod errors;
 mod faults;

@@ -1,7 +1,7 @@
 //! A database that exists for one test: an SQLite file in a folder of its own, or a Postgres
 //! database of its own on the local server (`FLEX_TEST_POSTGRES_URL`), dropped afterwards.
 
-use std::path::PathBuf;
+use std::{path::PathBuf, sync::Arc};
 
 use flex::store::Store;
 
@@ -36,10 +36,10 @@ macro_rules! on_both_backends {
     };
 }
 
-/// A database that exists for one test and is removed after it.
+/// A database that exists for one test and is removed after it (when its last handle goes).
 pub struct TestDb {
     pub url: String,
-    cleanup: Cleanup,
+    cleanup: Arc<Cleanup>,
 }
 
 enum Cleanup {
@@ -57,7 +57,7 @@ impl TestDb {
                 std::fs::create_dir_all(&dir).unwrap();
                 TestDb {
                     url: format!("sqlite://{}", dir.join("flex.db").display()),
-                    cleanup: Cleanup::SqliteDir(dir),
+                    cleanup: Arc::new(Cleanup::SqliteDir(dir)),
                 }
             }
             Backend::Postgres => {
@@ -80,9 +80,18 @@ impl TestDb {
                 };
                 TestDb {
                     url,
-                    cleanup: Cleanup::PostgresDb { admin_url, name },
+                    cleanup: Arc::new(Cleanup::PostgresDb { admin_url, name }),
                 }
             }
+        }
+    }
+
+    /// Another handle on the same database, which keeps it until both are gone (a server
+    /// restarted on it, say).
+    pub fn share(&self) -> TestDb {
+        TestDb {
+            url: self.url.clone(),
+            cleanup: self.cleanup.clone(),
         }
     }
 
@@ -98,9 +107,9 @@ pub fn postgres_url() -> String {
     std::env::var("FLEX_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned())
 }
 
-impl Drop for TestDb {
+impl Drop for Cleanup {
     fn drop(&mut self) {
-        match &self.cleanup {
+        match self {
             Cleanup::SqliteDir(dir) => {
                 let _ = std::fs::remove_dir_all(dir);
             }

@@ -113,14 +113,21 @@ impl Echo {
         echo
     }
 
-    /// Restarts Flex on the same database (a new process would; here a new `run`).
-    #[allow(dead_code)]
-    pub async fn restart(self, backend_db: TestDb, options: &Options) -> TestServer {
-        let sdp_url = self.sdp.url.clone();
-        let mut config = flex::Config::new(backend_db.url.clone());
+    /// Stops Flex gracefully, as SIGTERM does (the array and the hosts stay up); `start_again`
+    /// then starts it on the same database.
+    pub async fn stop_server(&mut self) -> Result<(), flex::FlexError> {
+        self.server.halt().await
+    }
+
+    /// Starts Flex again on the same database and port (where the agents reconnect), after
+    /// [`Echo::stop_server`].
+    pub async fn start_again(&mut self, options: &Options) {
+        let db: TestDb = self.server.db.share();
+        let mut config = flex::Config::new(db.url.clone());
         config.admin_token = Some(ADMIN_TOKEN.into());
-        server_config(&mut config, &sdp_url, options);
-        TestServer::start_on(backend_db, config).await
+        server_config(&mut config, &self.sdp.url, options);
+        let port = self.server.port();
+        self.server = TestServer::start_on_port(db, config, port).await;
     }
 
     async fn wait_ready(&self) {

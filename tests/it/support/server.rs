@@ -33,12 +33,18 @@ impl TestServer {
     }
 
     pub async fn start_on(db: TestDb, config: Config) -> TestServer {
+        Self::start_on_port(db, config, 0).await
+    }
+
+    /// Starts on a given loopback port (0: any), so that clients of a server that was stopped
+    /// find its successor where they left it.
+    pub async fn start_on_port(db: TestDb, config: Config, port: u16) -> TestServer {
         let scheme = if config.tls.is_some() {
             "https"
         } else {
             "http"
         };
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(flex::run(config, listener, async {
@@ -65,6 +71,10 @@ impl TestServer {
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
         panic!("server at {} never became ready", self.base);
+    }
+
+    pub fn port(&self) -> u16 {
+        self.base.rsplit(':').next().unwrap().parse().unwrap()
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -97,10 +107,15 @@ impl TestServer {
 
     /// Stops the server gracefully and returns its outcome.
     pub async fn stop(mut self) -> Result<(), flex::FlexError> {
+        self.halt().await
+    }
+
+    /// Stops the server gracefully, keeping this handle (and its database).
+    pub async fn halt(&mut self) -> Result<(), flex::FlexError> {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        self.task.take().unwrap().await.unwrap()
+        self.task.take().expect("the server runs").await.unwrap()
     }
 }
 
