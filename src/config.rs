@@ -225,3 +225,57 @@ impl ServeArgs {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Args;
+
+    use super::ServeArgs;
+
+    /// The README's configuration table, row by row: (flags, variables, defaults).
+    fn readme_rows() -> Vec<(String, String, String)> {
+        include_str!("../README.md")
+            .lines()
+            .filter(|line| line.starts_with("| `--"))
+            .map(|line| {
+                let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+                (
+                    cells[1].to_owned(),
+                    cells[2].to_owned(),
+                    cells[3].to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    /// Every flag of `flex serve` is in the README's table, with its variable and default.
+    #[test]
+    fn the_readme_tells_every_flag_its_variable_and_default() {
+        let command = ServeArgs::augment_args(clap::Command::new("serve"));
+        let rows = readme_rows();
+        for arg in command.get_arguments() {
+            let Some(long) = arg.get_long() else {
+                continue;
+            };
+            let flag = format!("`--{long}`");
+            let (_, variables, defaults) = rows
+                .iter()
+                .find(|(flags, _, _)| flags.split(", ").any(|f| f == flag))
+                .unwrap_or_else(|| panic!("the README's table lacks {flag}"));
+            let variable = arg.get_env().unwrap().to_str().unwrap();
+            assert!(
+                variables.contains(&format!("`{variable}`")),
+                "{flag}: the README says {variables}, the code {variable}"
+            );
+            for default in arg.get_default_values() {
+                let default = default.to_str().unwrap();
+                if !default.is_empty() {
+                    assert!(
+                        defaults.contains(&format!("`{default}`")),
+                        "{flag}: the README's default is {defaults}, the code's `{default}`"
+                    );
+                }
+            }
+        }
+    }
+}
