@@ -5,6 +5,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{CommandType, ConsistencyLevel, TargetState};
 
+/// A request a task is made of: which command it is, and which hosts it involves (a host is
+/// not unregistered while one of its tasks runs).
+pub trait TaskRequest: Serialize {
+    const COMMAND: CommandType;
+
+    fn host_ids(&self) -> Vec<String>;
+}
+
 /// What a snapshot is taken of.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SnapshotSpec {
@@ -30,12 +38,31 @@ pub struct Destination {
     pub db_name: String,
 }
 
+impl TaskRequest for SnapshotSpec {
+    const COMMAND: CommandType = CommandType::CreateDbSnapshot;
+
+    fn host_ids(&self) -> Vec<String> {
+        vec![self.source_host_id.clone()]
+    }
+}
+
 /// `CreateCloneCommand`: a snapshot, then an import of it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CloneRequest {
     pub snapshot: SnapshotSpec,
     pub destinations: Vec<Destination>,
     pub target_state: TargetState,
+}
+
+impl TaskRequest for CloneRequest {
+    const COMMAND: CommandType = CommandType::CreateClone;
+
+    fn host_ids(&self) -> Vec<String> {
+        let destinations = self.destinations.iter().map(|d| d.host_id.clone());
+        std::iter::once(self.snapshot.source_host_id.clone())
+            .chain(destinations)
+            .collect()
+    }
 }
 
 /// `ImportDBSnapshotCommand`: clones of an existing snapshot.
@@ -46,6 +73,17 @@ pub struct ImportRequest {
     pub target_state: TargetState,
 }
 
+impl TaskRequest for ImportRequest {
+    const COMMAND: CommandType = CommandType::ImportDbSnapshot;
+
+    fn host_ids(&self) -> Vec<String> {
+        self.destinations
+            .iter()
+            .map(|d| d.host_id.clone())
+            .collect()
+    }
+}
+
 /// `DeleteCommand`: one echo DB.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DeleteEchoDbRequest {
@@ -53,10 +91,32 @@ pub struct DeleteEchoDbRequest {
     pub database_id: String,
 }
 
+impl TaskRequest for DeleteEchoDbRequest {
+    const COMMAND: CommandType = CommandType::Delete;
+
+    fn host_ids(&self) -> Vec<String> {
+        vec![self.host_id.clone()]
+    }
+}
+
 /// `DeleteDBSnapshotCommand`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DeleteSnapshotRequest {
     pub snapshot_id: String,
+    /// The host the snapshot was taken on (empty when it is not known).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub host_id: String,
+}
+
+impl TaskRequest for DeleteSnapshotRequest {
+    const COMMAND: CommandType = CommandType::DeleteDbSnapshot;
+
+    fn host_ids(&self) -> Vec<String> {
+        [self.host_id.clone()]
+            .into_iter()
+            .filter(|h| !h.is_empty())
+            .collect()
+    }
 }
 
 /// `ReplaceDBCommand`: echo DBs on one host, replaced by clones of a newer snapshot under the
@@ -67,6 +127,14 @@ pub struct RefreshRequest {
     pub snapshot_id: String,
     pub db_names: Vec<String>,
     pub target_state: TargetState,
+}
+
+impl TaskRequest for RefreshRequest {
+    const COMMAND: CommandType = CommandType::ReplaceDb;
+
+    fn host_ids(&self) -> Vec<String> {
+        vec![self.host_id.clone()]
+    }
 }
 
 /// A task's request, read by its command type.

@@ -721,7 +721,7 @@ async fn echo_operations(c: &mut Checker<'_>, echo: &Echo) {
         ("/api/echo/v1/echo_dbs", "dev-02", "c2"),
         ("/api/ocie/v1/clone", "dev-01", "c3"),
     ] {
-        let id = echo_db_id(echo, host, name).await;
+        let id = echo.database_id(host, name).await;
         let check = "/api/echo/v1/echo_dbs/__validate";
         send(
             c,
@@ -829,24 +829,6 @@ async fn echo_operations(c: &mut Checker<'_>, echo: &Echo) {
             c.check(&post, &template, c.admin(&post, &path)).await;
         }
     }
-}
-
-async fn echo_db_id(echo: &Echo, host: &str, name: &str) -> String {
-    let dbs: Value = echo
-        .server
-        .get(&format!("/api/v1/hosts/{host}/databases"))
-        .await
-        .json()
-        .await
-        .unwrap();
-    dbs.as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["name"] == name)
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
 }
 
 /// The validator the contract test relies on refuses what the spec does not allow.

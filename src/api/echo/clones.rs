@@ -11,8 +11,8 @@ use serde_json::Value;
 
 use super::{
     bodies::{CloneBody, DeleteEchoBody, ImportBody, RefreshBody, destinations_of, target_state},
-    check, checker, dry_run,
-    tasks::create_task,
+    checker, dry_run,
+    tasks::submit,
 };
 use crate::{
     api::{
@@ -22,7 +22,6 @@ use crate::{
         extract::{JsonBody, PathParams},
         tasks::TaskView,
     },
-    model::CommandType,
     workflows::{
         requests::{CloneRequest, DeleteEchoDbRequest, ImportRequest, RefreshRequest},
         validate::{Issue, IssueCode},
@@ -52,20 +51,8 @@ pub async fn create_clone(
     axum::Extension(ref_id): axum::Extension<RefId>,
     JsonBody(body): JsonBody<CloneBody>,
 ) -> Result<Json<TaskView>, ApiError> {
-    let (request, issues) = clone_issues(&state, body).await?;
-    check(&issues)?;
-    let mut hosts = vec![request.snapshot.source_host_id.clone()];
-    hosts.extend(request.destinations.iter().map(|d| d.host_id.clone()));
-    let task = create_task(
-        &state,
-        &uri,
-        &ref_id,
-        CommandType::CreateClone,
-        &request,
-        hosts,
-    )
-    .await?;
-    Ok(Json(task))
+    let checked = clone_issues(&state, body).await?;
+    Ok(Json(submit(&state, &uri, &ref_id, checked).await?))
 }
 
 pub async fn validate_clone(
@@ -111,23 +98,8 @@ pub async fn import_snapshot(
     PathParams(snapshot_id): PathParams<String>,
     JsonBody(body): JsonBody<ImportBody>,
 ) -> Result<Json<TaskView>, ApiError> {
-    let (request, issues) = import_issues(&state, snapshot_id, body).await?;
-    check(&issues)?;
-    let hosts = request
-        .destinations
-        .iter()
-        .map(|d| d.host_id.clone())
-        .collect();
-    let task = create_task(
-        &state,
-        &uri,
-        &ref_id,
-        CommandType::ImportDbSnapshot,
-        &request,
-        hosts,
-    )
-    .await?;
-    Ok(Json(task))
+    let checked = import_issues(&state, snapshot_id, body).await?;
+    Ok(Json(submit(&state, &uri, &ref_id, checked).await?))
 }
 
 pub async fn validate_import(
@@ -148,13 +120,10 @@ pub async fn delete_echo_db(
         host_id: body.host_id,
         database_id: body.database_id.into_string(),
     };
-    check(
-        &checker(&state)
-            .delete_echo_db(&request.host_id, &request.database_id)
-            .await?,
-    )?;
-    let hosts = vec![request.host_id.clone()];
-    let task = create_task(&state, &uri, &ref_id, CommandType::Delete, &request, hosts).await?;
+    let issues = checker(&state)
+        .delete_echo_db(&request.host_id, &request.database_id)
+        .await?;
+    let task = submit(&state, &uri, &ref_id, (request, issues)).await?;
     Ok((StatusCode::ACCEPTED, Json(task)).into_response())
 }
 
@@ -197,19 +166,8 @@ pub async fn refresh(
     PathParams(host_id): PathParams<String>,
     JsonBody(body): JsonBody<RefreshBody>,
 ) -> Result<Json<TaskView>, ApiError> {
-    let (request, issues) = refresh_issues(&state, host_id, body).await?;
-    check(&issues)?;
-    let hosts = vec![request.host_id.clone()];
-    let task = create_task(
-        &state,
-        &uri,
-        &ref_id,
-        CommandType::ReplaceDb,
-        &request,
-        hosts,
-    )
-    .await?;
-    Ok(Json(task))
+    let checked = refresh_issues(&state, host_id, body).await?;
+    Ok(Json(submit(&state, &uri, &ref_id, checked).await?))
 }
 
 pub async fn validate_refresh(

@@ -112,7 +112,7 @@ fn refuse(issues: &[Issue]) -> ApiError {
 }
 
 /// Refuses a request that has issues; lets one that has none through.
-fn check(issues: &[Issue]) -> Result<(), ApiError> {
+pub(super) fn check(issues: &[Issue]) -> Result<(), ApiError> {
     if issues.is_empty() {
         Ok(())
     } else {

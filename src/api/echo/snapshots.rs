@@ -9,7 +9,7 @@ use axum::{
 };
 use serde::Serialize;
 
-use super::{bodies::SnapshotBody, check, checker, dry_run, refuse, tasks::create_task};
+use super::{bodies::SnapshotBody, checker, dry_run, refuse, tasks::submit};
 use crate::{
     api::{
         AppState,
@@ -18,7 +18,7 @@ use crate::{
         extract::{JsonBody, PathParams},
         tasks::TaskView,
     },
-    model::{CommandType, ConsistencyLevel},
+    model::ConsistencyLevel,
     store::DbSnapshotRecord,
     workflows::{
         self, DeleteSnapshotError,
@@ -43,19 +43,8 @@ pub async fn create_snapshot(
     axum::Extension(ref_id): axum::Extension<RefId>,
     JsonBody(body): JsonBody<SnapshotBody>,
 ) -> Result<Json<TaskView>, ApiError> {
-    let (spec, issues) = snapshot_issues(&state, body).await?;
-    check(&issues)?;
-    let hosts = vec![spec.source_host_id.clone()];
-    let task = create_task(
-        &state,
-        &uri,
-        &ref_id,
-        CommandType::CreateDbSnapshot,
-        &spec,
-        hosts,
-    )
-    .await?;
-    Ok(Json(task))
+    let checked = snapshot_issues(&state, body).await?;
+    Ok(Json(submit(&state, &uri, &ref_id, checked).await?))
 }
 
 pub async fn validate_snapshot(
@@ -104,20 +93,15 @@ pub async fn delete_snapshot_task(
     axum::Extension(ref_id): axum::Extension<RefId>,
     PathParams(snapshot_id): PathParams<String>,
 ) -> Result<Json<TaskView>, ApiError> {
-    check(&checker(&state).delete_snapshot(&snapshot_id).await?)?;
+    let issues = checker(&state).delete_snapshot(&snapshot_id).await?;
     let snapshot = state.store.get_db_snapshot(&snapshot_id).await?;
-    let hosts = snapshot.map(|s| vec![s.host_id]).unwrap_or_default();
-    let request = DeleteSnapshotRequest { snapshot_id };
-    let task = create_task(
-        &state,
-        &uri,
-        &ref_id,
-        CommandType::DeleteDbSnapshot,
-        &request,
-        hosts,
-    )
-    .await?;
-    Ok(Json(task))
+    let request = DeleteSnapshotRequest {
+        host_id: snapshot.map(|s| s.host_id).unwrap_or_default(),
+        snapshot_id,
+    };
+    Ok(Json(
+        submit(&state, &uri, &ref_id, (request, issues)).await?,
+    ))
 }
 
 pub async fn validate_delete_snapshot(

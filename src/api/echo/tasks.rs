@@ -2,14 +2,14 @@
 //! typed request stored as JSON and the hosts it involves, and the executor woken at once.
 
 use axum::extract::OriginalUri;
-use serde::Serialize;
 
 use super::super::{AppState, context::RefId, error::ApiError, tasks::TaskView};
 use crate::{
     auth::random_alphanumeric,
     clock::now_ts,
-    model::{CommandType, TaskState},
+    model::TaskState,
     store::{NewTask, TaskRecord},
+    workflows::{requests::TaskRequest, validate::Issue},
 };
 
 /// Which path family a request came by, so its task's `location` resolves there.
@@ -24,15 +24,26 @@ fn tasks_prefix(uri: &OriginalUri) -> &'static str {
     }
 }
 
-/// Stores a running task of `command_type` for `request`, involving `host_ids`.
-pub async fn create_task(
+/// A checked request: refused with its issues if it has any, else stored as a running task.
+pub async fn submit<R: TaskRequest>(
     state: &AppState,
     uri: &OriginalUri,
     ref_id: &RefId,
-    command_type: CommandType,
-    request: &impl Serialize,
-    mut host_ids: Vec<String>,
+    (request, issues): (R, Vec<Issue>),
 ) -> Result<TaskView, ApiError> {
+    super::check(&issues)?;
+    create_task(state, uri, ref_id, &request).await
+}
+
+/// Stores a running task for `request`, involving the hosts it names.
+pub async fn create_task<R: TaskRequest>(
+    state: &AppState,
+    uri: &OriginalUri,
+    ref_id: &RefId,
+    request: &R,
+) -> Result<TaskView, ApiError> {
+    let command_type = R::COMMAND;
+    let mut host_ids = request.host_ids();
     let request_id = random_alphanumeric(30);
     let now = now_ts();
     let request = serde_json::to_string(request)

@@ -191,7 +191,8 @@ impl Echo {
         self.sdp.snapshot_state()
     }
 
-    pub async fn dest_databases(&self, host: &str) -> Vec<String> {
+    /// A host's databases, as `GET …/databases` lists them.
+    pub async fn databases(&self, host: &str) -> Vec<Value> {
         let dbs: Value = self
             .server
             .get(&format!("/api/v1/hosts/{host}/databases"))
@@ -199,11 +200,26 @@ impl Echo {
             .json()
             .await
             .unwrap();
-        dbs.as_array()
-            .unwrap()
+        dbs.as_array().unwrap().clone()
+    }
+
+    /// The names of a host's databases.
+    pub async fn dest_databases(&self, host: &str) -> Vec<String> {
+        let databases = self.databases(host).await;
+        databases
             .iter()
             .map(|d| d["name"].as_str().unwrap().to_owned())
             .collect()
+    }
+
+    /// The id of the database called `name` on a host.
+    pub async fn database_id(&self, host: &str, name: &str) -> String {
+        let databases = self.databases(host).await;
+        let db = databases.iter().find(|d| d["name"] == name);
+        db.unwrap_or_else(|| panic!("no database {name} on {host}"))["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     }
 
     /// Nothing Flex created is left on the array, and its ledger agrees.
