@@ -10,6 +10,7 @@ use crate::{
     defaults,
     executor::{CrashPoint, ExecutorConfig},
     sdp::SdpConfig,
+    server::Limits,
 };
 
 /// Everything the running server needs besides its listening socket.
@@ -40,6 +41,8 @@ pub struct Config {
     /// When set, `/readyz` also waits for this to turn true (the demo sets it once its
     /// emulated hosts are connected).
     pub ready_gate: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    /// What bounds the connections the server holds.
+    pub limits: Limits,
 }
 
 #[derive(Clone, Debug)]
@@ -65,6 +68,10 @@ impl Config {
             freeze_window: defaults::FREEZE_WINDOW,
             executor: ExecutorConfig::default(),
             ready_gate: None,
+            limits: Limits {
+                max_connections: defaults::MAX_CONNECTIONS,
+                header_read_timeout: defaults::HEADER_READ_TIMEOUT,
+            },
         }
     }
 }
@@ -145,6 +152,14 @@ pub struct ServeArgs {
     /// cancelled and their tasks left to a restart or another replica.
     #[arg(long, env = "FLEX_DRAIN_TIMEOUT_SECS", default_value_t = defaults::DRAIN_TIMEOUT.as_secs())]
     pub drain_timeout_secs: u64,
+
+    /// Connections served at once (agent sockets included); more are closed on arrival.
+    #[arg(long, env = "FLEX_MAX_CONNECTIONS", default_value_t = defaults::MAX_CONNECTIONS)]
+    pub max_connections: usize,
+
+    /// Seconds within which a request's headers must have arrived.
+    #[arg(long, env = "FLEX_HEADER_READ_TIMEOUT_SECS", default_value_t = defaults::HEADER_READ_TIMEOUT.as_secs())]
+    pub header_read_timeout_secs: u64,
 }
 
 fn millis(duration: Duration) -> u64 {
@@ -222,6 +237,10 @@ impl ServeArgs {
                 ..ExecutorConfig::default()
             },
             ready_gate: None,
+            limits: Limits {
+                max_connections: self.max_connections.max(1),
+                header_read_timeout: Duration::from_secs(self.header_read_timeout_secs.max(1)),
+            },
         }
     }
 }

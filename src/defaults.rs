@@ -21,3 +21,7 @@ pub const TASK_DEADLINE: Duration = Duration::from_hours(1);
 pub const FREEZE_WINDOW: Duration = Duration::from_secs(10);
 /// On SIGTERM, how long running steps get to reach their checkpoint.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections served at once: agents' sockets, pipelines and people together.
+pub const MAX_CONNECTIONS: usize = 20_000;
+/// A request's headers must arrive within this long (a client that trickles them is cut off).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);

@@ -12,24 +12,22 @@ pub mod defaults;
 pub mod demo;
 pub mod emulators;
 pub mod executor;
+pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod sdp;
+pub mod server;
 pub mod store;
 pub mod timing;
 pub mod workflows;
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{future::Future, sync::Arc};
 
-use axum::serve::ListenerExt;
 use axum_server::tls_rustls::RustlsConfig;
 use tokio::net::TcpListener;
 
 pub use config::Config;
 use store::{Store, StoreError};
-
-/// How long in-flight requests may take to finish once shutdown starts.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum FlexError {
@@ -61,7 +59,7 @@ async fn connect_sdp(config: &sdp::SdpConfig) -> Result<sdp::SdpClient, FlexErro
 }
 
 /// Opens the store, applies migrations, makes sure an admin token exists, then serves the API
-/// on `listener` until `shutdown` resolves; in-flight requests then get [`SHUTDOWN_GRACE`].
+/// on `listener` until `shutdown` resolves (see `server::serve` for how it stops).
 pub async fn run(
     config: Config,
     listener: TcpListener,
@@ -103,6 +101,7 @@ pub async fn run(
     );
     executor.start().await?;
     let tls = config.tls.clone();
+    let limits = config.limits.clone();
     let state = api::AppState {
         agents: agents.clone(),
         executor: executor.waker(),
@@ -123,38 +122,19 @@ pub async fn run(
         hub.shutdown().await;
     };
 
-    match tls {
-        None => {
-            tracing::info!(%address, backend = store.backend_name(), "serving HTTP");
-            // Nagle off: agent sockets carry small messages back to back (a command right
-            // after another), which Nagle would hold for the peer's delayed ACK.
-            let listener = listener.tap_io(|tcp| {
-                if let Err(err) = tcp.set_nodelay(true) {
-                    tracing::debug!(error = %err, "cannot set TCP_NODELAY");
-                }
-            });
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await?;
-        }
+    let tls = match tls {
+        None => None,
         Some(files) => {
             let _ = rustls::crypto::ring::default_provider().install_default();
-            let tls_config = RustlsConfig::from_pem_file(&files.cert, &files.key)
+            let config = RustlsConfig::from_pem_file(&files.cert, &files.key)
                 .await
                 .map_err(|err| FlexError::Tls(err.to_string()))?;
-            let handle = axum_server::Handle::new();
-            let shutdown_handle = handle.clone();
-            tokio::spawn(async move {
-                shutdown.await;
-                shutdown_handle.graceful_shutdown(Some(SHUTDOWN_GRACE));
-            });
-            tracing::info!(%address, backend = store.backend_name(), "serving HTTPS");
-            axum_server::from_tcp_rustls(listener.into_std()?, tls_config)?
-                .handle(handle)
-                .serve(app.into_make_service())
-                .await?;
+            Some(config)
         }
-    }
+    };
+    let scheme = if tls.is_some() { "HTTPS" } else { "HTTP" };
+    tracing::info!(%address, backend = store.backend_name(), "serving {scheme}");
+    server::serve(app, listener, tls, &limits, shutdown).await?;
     agents.shutdown().await;
     store.close().await;
     tracing::info!("stopped");

@@ -13,6 +13,7 @@ use super::{
 };
 use crate::{
     clock::now_ts,
+    logging::escaped,
     store::{AgentFacts, DatabaseRecord},
 };
 
@@ -91,7 +92,7 @@ pub async fn serve_socket(hub: AgentHub, host_id: String, token_id: String, mut 
         close_with(&mut socket, "host not registered").await;
         return;
     }
-    tracing::info!(%host_id, agent_version = %hello.agent_version, "agent connected");
+    tracing::info!(%host_id, agent_version = %escaped(&hello.agent_version), "agent connected");
     drop(hello);
     let welcome = encode(&FlexMessage::Welcome {
         protocol: PROTOCOL_VERSION,
@@ -212,7 +213,7 @@ async fn handle_text(hub: &AgentHub, host_id: &str, body: &str) -> Option<String
     let message = match serde_json::from_str::<AgentMessage>(body) {
         Ok(message) => message,
         Err(err) => {
-            tracing::warn!(%host_id, error = %err, "malformed agent message");
+            tracing::warn!(%host_id, error = %escaped(&err), "malformed agent message");
             return Some(error_message(
                 "BAD_MESSAGE",
                 format!("unreadable message: {err}"),

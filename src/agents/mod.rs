@@ -28,6 +28,7 @@ use protocol::{Command, FlexMessage, Reply, commands::HostCommand};
 
 use crate::{
     clock::{self, now_ms, now_ts},
+    logging::escaped,
     store::{AgentCommandRecord, OutboxState, Store, StoreError},
 };
 
@@ -396,11 +397,11 @@ impl AgentHub {
     /// Stores a reply and wakes whoever waits for it on this replica.
     async fn accept_reply(&self, host_id: &str, reply: &Reply) -> Result<(), StoreError> {
         let Some(command) = self.inner.store.get_agent_command(&reply.id).await? else {
-            tracing::warn!(%host_id, id = %reply.id, "reply to an unknown command");
+            tracing::warn!(%host_id, id = %escaped(&reply.id), "reply to an unknown command");
             return Ok(());
         };
         if command.host_id != host_id {
-            tracing::warn!(%host_id, id = %reply.id, "reply to another host's command ignored");
+            tracing::warn!(%host_id, id = %escaped(&reply.id), "reply to another host's command ignored");
             return Ok(());
         }
         let json = serde_json::to_string(reply).unwrap_or_default();
@@ -410,7 +411,7 @@ impl AgentHub {
             .store_agent_reply(&reply.id, &json, now_ms())
             .await?
         {
-            tracing::debug!(id = %reply.id, "repeated reply ignored");
+            tracing::debug!(id = %escaped(&reply.id), "repeated reply ignored");
         }
         if let Some(waiter) = lock(&self.inner.waiters).get(&reply.id) {
             waiter.notify_one();

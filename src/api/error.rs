@@ -13,7 +13,7 @@ use axum::{
 };
 use serde::Serialize;
 
-use crate::store::StoreError;
+use crate::{logging::escaped, store::StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -133,9 +133,14 @@ impl ErrorBody {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match &self {
-            ApiError::Internal(detail) => tracing::error!(%detail, "internal error"),
+            ApiError::Internal(detail) => {
+                tracing::error!(detail = %escaped(detail), "internal error");
+            }
             ApiError::Unavailable => tracing::warn!("database unavailable"),
-            other => tracing::debug!(code = other.code(), message = %other, "request refused"),
+            // The message may quote the request (a path parameter, a field): escaped.
+            other => {
+                tracing::debug!(code = other.code(), message = %escaped(other), "request refused");
+            }
         }
         let mut response = self.status().into_response();
         if matches!(self, ApiError::Unavailable) {

@@ -21,6 +21,8 @@ use serde_json::{Value, json};
 
 pub use error::SdpError;
 use types::Envelope;
+
+use crate::logging::escaped;
 pub use types::{
     Host, HostIqn, Mapping, Ref, RetentionPolicy, Snapshot, SystemState, Volsnap, Volume,
     VolumeGroup,
@@ -162,7 +164,7 @@ impl SdpClient {
         let response = match crate::timing::waiting(request.send()).await {
             Ok(response) => response,
             Err(err) => {
-                tracing::warn!(%ref_id, %call, error = %err, "SDP call failed");
+                tracing::warn!(%ref_id, %call, error = %escaped(&err), "SDP call failed");
                 return Err(SdpError::from_transport(call, &method, &err));
             }
         };
@@ -181,7 +183,7 @@ impl SdpClient {
         if !(200..300).contains(&status) {
             let err = SdpError::from_response(call, &method, status, retry_after, &text);
             if status != 404 {
-                tracing::warn!(%ref_id, error = %err, "SDP call refused");
+                tracing::warn!(%ref_id, error = %escaped(&err), "SDP call refused");
             }
             return Err(err);
         }

@@ -10,6 +10,7 @@ mod drain;
 mod echo;
 mod errors;
 mod faults;
+mod hostile_clients;
 mod hosts;
 mod openapi;
 mod outage;

@@ -103,6 +103,12 @@ impl FlexServe {
         self
     }
 
+    /// Sends what the process logs to `file`.
+    pub fn stderr(mut self, file: std::fs::File) -> FlexServe {
+        self.command.stderr(file);
+        self
+    }
+
     pub fn spawn(mut self) -> Process {
         Process(self.command.spawn().expect("start flex serve"))
     }
