@@ -19,7 +19,7 @@ use crate::{
     auth::{self, TokenSpec},
     clock::now_ts,
     model::{DatabaseFile, MountPoint},
-    store::{DatabaseRecord, DeleteHostOutcome, HostRecord, NewHost, TokenKind},
+    store::{DatabaseRecord, DeleteHostOutcome, EchoDbRecord, HostRecord, NewHost, TokenKind},
 };
 
 pub fn routes() -> Router<AppState> {
@@ -243,12 +243,47 @@ async fn require_host(state: &AppState, host_id: &str) -> Result<(), ApiError> {
     }
 }
 
+/// The status of an echo DB Flex still holds (its record, its volumes) that the host no
+/// longer reports: taken away by a delete or refresh that has not finished, or that failed
+/// half-way. Listed so that it can be seen, and deleted or refreshed again.
+pub const DETACHED: &str = "DETACHED";
+
+/// A host's databases as the API shows them: what its agent reports, then the echo DBs Flex
+/// holds that the host does not report any more (as [`DETACHED`]).
+pub fn with_detached(
+    mut inventory: Vec<DatabaseRecord>,
+    echo_dbs: &[EchoDbRecord],
+) -> Vec<DatabaseRecord> {
+    let reported: std::collections::HashSet<(&str, &str)> = inventory
+        .iter()
+        .map(|db| (db.host_id.as_str(), db.db_id.as_str()))
+        .collect();
+    let detached: Vec<DatabaseRecord> = echo_dbs
+        .iter()
+        .filter(|echo| !reported.contains(&(echo.host_id.as_str(), echo.db_id.as_str())))
+        .map(|echo| DatabaseRecord {
+            host_id: echo.host_id.clone(),
+            db_id: echo.db_id.clone(),
+            name: echo.name.clone(),
+            vendor: SUPPORTED_VENDOR.to_owned(),
+            status: DETACHED.to_owned(),
+            files: Vec::new(),
+            mount_points: Vec::new(),
+            updated_ts: echo.created_ts,
+        })
+        .collect();
+    inventory.extend(detached);
+    inventory
+}
+
 async fn list_databases(
     State(state): State<AppState>,
     PathParams(host_id): PathParams<String>,
 ) -> Result<Json<Vec<DatabaseView>>, ApiError> {
     require_host(&state, &host_id).await?;
-    let databases = state.store.list_databases(&host_id).await?;
+    let inventory = state.store.list_databases(&host_id).await?;
+    let echo_dbs = state.store.list_echo_dbs_on(&host_id).await?;
+    let databases = with_detached(inventory, &echo_dbs);
     Ok(Json(databases.into_iter().map(DatabaseView::new).collect()))
 }
 
@@ -257,10 +292,11 @@ async fn get_database(
     PathParams((host_id, db_id)): PathParams<(String, String)>,
 ) -> Result<Json<DatabaseView>, ApiError> {
     require_host(&state, &host_id).await?;
-    let db = state
-        .store
-        .get_database(&host_id, &db_id)
-        .await?
+    let reported = state.store.get_database(&host_id, &db_id).await?;
+    let echo_db = state.store.get_echo_db(&host_id, &db_id).await?;
+    let db = with_detached(reported.into_iter().collect(), echo_db.as_slice())
+        .into_iter()
+        .next()
         .ok_or_else(|| {
             ApiError::not_found(
                 "DB_NOT_FOUND",

@@ -14,7 +14,7 @@ use axum::{
 };
 use serde::Serialize;
 
-use super::{AppState, error::ApiError};
+use super::{AppState, error::ApiError, hosts::with_detached};
 use crate::{
     clock::now_ts,
     model::{ConsistencyLevel, FileKind, SdpHostName, serial_for_path},
@@ -146,9 +146,11 @@ impl<'a> EchoFacts<'a> {
 
 async fn topology(State(state): State<AppState>) -> Result<Response, ApiError> {
     let hosts = state.store.list_hosts().await?;
-    let databases = state.store.list_all_databases().await?;
+    let inventory = state.store.list_all_databases().await?;
     let snapshots = state.store.list_db_snapshots().await?;
     let echo_dbs = state.store.list_echo_dbs().await?;
+    // Echo DBs a host no longer reports are shown too, detached, so none is out of sight.
+    let databases = with_detached(inventory, &echo_dbs);
 
     let mut databases_by_host: HashMap<&str, Vec<&DatabaseRecord>> = HashMap::new();
     for db in &databases {

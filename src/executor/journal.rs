@@ -51,6 +51,9 @@ pub trait Journal: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = StoreResult<bool>> + Send;
 
     fn abort_requested(&self, request_id: &str) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// Asks a running task to stop (the abort matrix asks from inside a step).
+    fn request_abort(&self, request_id: &str) -> impl Future<Output = StoreResult<bool>> + Send;
 }
 
 impl Journal for Store {
@@ -96,5 +99,9 @@ impl Journal for Store {
 
     async fn abort_requested(&self, request_id: &str) -> StoreResult<bool> {
         Store::abort_requested(self, request_id).await
+    }
+
+    async fn request_abort(&self, request_id: &str) -> StoreResult<bool> {
+        Store::request_abort(self, request_id).await
     }
 }

@@ -50,8 +50,9 @@ pub struct ExecutorConfig {
     /// On shutdown, how long running steps get to reach their checkpoint before they are
     /// cancelled (a cancelled step runs again, from its lookups, when the task resumes).
     pub drain_timeout: Duration,
-    /// Fault injection for the crash matrix: abort the process at this point of this step.
-    /// Set from `FLEX_CRASH_AT=step:point`; never in production.
+    /// Fault injection for the crash and abort matrices: abort the process (or request an
+    /// abort) at this point of this step. Set from `FLEX_CRASH_AT=step:point`; never in
+    /// production.
     pub crash_at: Option<CrashPoint>,
 }
 
@@ -71,15 +72,21 @@ impl Default for ExecutorConfig {
 }
 
 crate::wire_enum! {
-    /// Where in a step the crash matrix aborts the process.
+    /// What the crash and abort matrices do at a step: abort the process there, or have an
+    /// abort requested while the step ran (and maybe abort the process too).
     pub enum CrashSide ("crash point") {
         /// The step's effects happened; its checkpoint did not.
         BeforeCheckpoint = "before_checkpoint",
         AfterCheckpoint = "after_checkpoint",
+        /// An abort is requested while the step runs; the task goes on as it would.
+        AbortRequested = "abort_requested",
+        /// An abort is requested while the step runs, then the process dies before the
+        /// step's checkpoint.
+        AbortThenCrash = "abort_then_crash",
     }
 }
 
-/// A step and a side of its checkpoint, where the crash matrix aborts the process.
+/// A step and what happens there, for the crash and abort matrices.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CrashPoint {
     pub step: String,
@@ -87,7 +94,8 @@ pub struct CrashPoint {
 }
 
 impl CrashPoint {
-    /// `step:before_checkpoint` or `step:after_checkpoint`.
+    /// `step:before_checkpoint`, `step:after_checkpoint`, `step:abort_requested` or
+    /// `step:abort_then_crash`.
     pub fn parse(spec: &str) -> Option<CrashPoint> {
         let (step, side) = spec.split_once(':')?;
         Some(CrashPoint {

@@ -157,6 +157,9 @@ mod tests {
         fn name(&self, _: usize) -> &'static str {
             "flaky"
         }
+        fn forward_only(&self, _: usize) -> bool {
+            false
+        }
         fn run(&mut self, _: usize) -> StepFuture<'_> {
             Box::pin(async move {
                 self.starts.push(Instant::now());

@@ -20,6 +20,7 @@ use super::{
 };
 use crate::{
     clock::{self, now_ms},
+    logging::escaped,
     model::{Phase, StepDirection, TaskState},
     store::{ClaimedTask, StepLogEntry},
 };
@@ -112,7 +113,7 @@ impl<J: Journal> Inner<J> {
             Ok(opened) => opened,
             Err(message) => {
                 // Nothing can be run or undone from a task that cannot be read.
-                tracing::error!(%message, "cannot open the task");
+                tracing::error!(message = %escaped(&message), "cannot open the task");
                 return self.finish(task, TaskState::Failed, &message, None).await;
             }
         };
@@ -165,12 +166,28 @@ impl<J: Journal> Inner<J> {
         }
     }
 
-    fn crash_if_asked(&self, step: &str, side: CrashSide) {
-        if let Some(point) = &self.config.crash_at
-            && point.step == step
-            && point.side == side
-        {
-            eprintln!("FLEX_CRASH_AT reached: {step}:{side}; aborting");
+    /// The crash and abort matrices' fault point, if there is one at this step: `checkpointed`
+    /// says whether the step's checkpoint is written yet.
+    async fn fault_point(&self, task: &ClaimedTask, step: &str, checkpointed: bool) {
+        let Some(point) = &self.config.crash_at else {
+            return;
+        };
+        if point.step != step {
+            return;
+        }
+        let (abort, crash) = match (point.side, checkpointed) {
+            (CrashSide::BeforeCheckpoint, false) | (CrashSide::AfterCheckpoint, true) => {
+                (false, true)
+            }
+            (CrashSide::AbortRequested, false) => (true, false),
+            (CrashSide::AbortThenCrash, false) => (true, true),
+            _ => (false, false),
+        };
+        if abort {
+            let _ = self.journal.request_abort(&task.request_id).await;
+        }
+        if crash {
+            eprintln!("FLEX_CRASH_AT reached: {step}:{}; aborting", point.side);
             std::process::abort();
         }
     }
@@ -195,15 +212,16 @@ impl<J: Journal> Under<'_, J> {
         )
     }
 
-    /// Why a step should not be tried again now, if it should not.
-    async fn check(&self, deadline_ms: i64, forward: bool) -> Option<Stop> {
+    /// Why a step should not be tried again now, if it should not. An abort stops only a
+    /// step that may be aborted (`abortable`: forward, and not forward-only).
+    async fn check(&self, deadline_ms: i64, abortable: bool) -> Option<Stop> {
         if now_ms() >= deadline_ms {
             Some(Stop::Deadline)
         } else if self.lost() {
             Some(Stop::LeaseLost)
         } else if self.stopping() {
             Some(Stop::Shutdown)
-        } else if forward && self.abort_requested().await {
+        } else if abortable && self.abort_requested().await {
             Some(Stop::Aborted)
         } else {
             None
@@ -224,14 +242,15 @@ impl<J: Journal> TaskRun<'_, J> {
         let mut backoff = Backoff::new(config.retry_base, config.retry_cap, random_jitter);
         let metrics = &self.under.exec.metrics;
         let under = &self.under;
+        let abortable = run == Run::Do && !self.job.forward_only(index);
         retrying(
             self.job.as_mut(),
             index,
             run,
             &mut backoff,
-            || under.check(deadline_ms, run == Run::Do),
+            || under.check(deadline_ms, abortable),
             |attempts, message| {
-                tracing::info!(step = name, attempts, %message, "transient failure; retrying");
+                tracing::info!(step = name, attempts, message = %escaped(message), "transient failure; retrying");
                 metrics.step_retried();
             },
         )
@@ -298,10 +317,16 @@ impl<J: Journal> TaskRun<'_, J> {
             if self.under.stopping() {
                 return Outcome::Released;
             }
-            if self.under.abort_requested().await {
-                return self
-                    .compensate(index, Ending::new(TaskState::Aborted, "aborted by request"))
-                    .await;
+            if !self.holds_aborts(index) && self.under.abort_requested().await {
+                // The step this run resumed at may have done part of its work in an earlier
+                // life of the task (which died before its checkpoint): undo it too.
+                let completed = if index == task.step_index {
+                    index + 1
+                } else {
+                    index
+                };
+                let ending = Ending::new(TaskState::Aborted, "aborted by request");
+                return self.compensate(completed, ending).await;
             }
             let started_ms = now_ms();
             let clock = Instant::now();
@@ -315,7 +340,7 @@ impl<J: Journal> TaskRun<'_, J> {
                 // The failed step may have done part of its work: its undo runs too (undos
                 // look up what exists, so undoing what never happened is harmless).
                 Err((GaveUp::Failed(message), _)) => {
-                    tracing::warn!(step = name, %message, "step failed");
+                    tracing::warn!(step = name, message = %escaped(&message), "step failed");
                     let ending = Ending::new(TaskState::Failed, format!("{name}: {message}"));
                     return self.compensate(index + 1, ending).await;
                 }
@@ -327,7 +352,7 @@ impl<J: Journal> TaskRun<'_, J> {
                 Err((GaveUp::Stopped(Stop::LeaseLost), _)) => return Outcome::Abandoned,
                 Err((GaveUp::Stopped(_), _)) => return Outcome::Released,
             }
-            exec.crash_if_asked(name, CrashSide::BeforeCheckpoint);
+            exec.fault_point(task, name, false).await;
             let next = (index + 1, Phase::Forward);
             if !self
                 .record(
@@ -342,11 +367,21 @@ impl<J: Journal> TaskRun<'_, J> {
             {
                 return Outcome::Abandoned;
             }
-            exec.crash_if_asked(name, CrashSide::AfterCheckpoint);
+            exec.fault_point(task, name, true).await;
         }
         let result = self.job.result();
         exec.finish(task, TaskState::Completed, "", result.as_deref())
             .await
+    }
+
+    /// Whether an abort must wait before step `index`: it continues a run of forward-only
+    /// steps already begun (or, resumed after a crash, may have begun it itself).
+    fn holds_aborts(&self, index: usize) -> bool {
+        if !self.job.forward_only(index) {
+            return false;
+        }
+        let resumed_here = index == self.under.task.step_index && self.under.task.epoch > 1;
+        resumed_here || (index > 0 && self.job.forward_only(index - 1))
     }
 
     /// Undoes steps `completed - 1` down to 0, then ends the task as `ending` says.
@@ -390,6 +425,17 @@ impl<J: Journal> TaskRun<'_, J> {
         let mut message = ending.error.clone();
         if !notes.is_empty() {
             message = format!("{message}; compensation incomplete: {}", notes.join("; "));
+        }
+        // What forward-only steps took away stays taken away: say so.
+        let kept: Vec<&str> = (0..completed)
+            .filter(|&index| self.job.forward_only(index))
+            .map(|index| self.job.name(index))
+            .collect();
+        if !kept.is_empty() {
+            message = format!(
+                "{message}; not undone, as they cannot be: {}",
+                kept.join(", ")
+            );
         }
         exec.finish(self.under.task, ending.state, &message, None)
             .await

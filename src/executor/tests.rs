@@ -111,6 +111,11 @@ impl Journal for MemoryJournal {
     async fn abort_requested(&self, _: &str) -> StoreResult<bool> {
         Ok(self.book().abort)
     }
+
+    async fn request_abort(&self, _: &str) -> StoreResult<bool> {
+        self.book().abort = true;
+        Ok(true)
+    }
 }
 
 /// The test workflow's checkpoint: what its steps did, in order.

@@ -52,6 +52,10 @@ pub struct Step<C> {
     pub name: &'static str,
     pub run: StepFn<C>,
     pub undo: Option<StepFn<C>>,
+    /// Destroys what cannot be put back (it has no undo): once a run of such steps has begun,
+    /// the task goes through all of it before an abort is honoured, so that no abort leaves
+    /// a thing half taken away.
+    pub forward_only: bool,
 }
 
 impl<C> Clone for Step<C> {
@@ -68,11 +72,19 @@ impl<C> Step<C> {
             name,
             run,
             undo: None,
+            forward_only: false,
         }
     }
 
     pub const fn undo(mut self, undo: StepFn<C>) -> Step<C> {
         self.undo = Some(undo);
+        self
+    }
+
+    /// Marks the step as one that cannot be undone and must not be left half-way: see
+    /// [`Step::forward_only`].
+    pub const fn forward_only(mut self) -> Step<C> {
+        self.forward_only = true;
         self
     }
 }
@@ -155,6 +167,7 @@ struct StoredRef<'a, S> {
 pub(crate) trait Job: Send {
     fn len(&self) -> usize;
     fn name(&self, index: usize) -> &'static str;
+    fn forward_only(&self, index: usize) -> bool;
     fn run(&mut self, index: usize) -> StepFuture<'_>;
     /// The undo of a step, if it has one.
     fn undo(&mut self, index: usize) -> Option<StepFuture<'_>>;
@@ -175,6 +188,10 @@ impl<C: Context> Job for Opened<C> {
 
     fn name(&self, index: usize) -> &'static str {
         self.steps[index].name
+    }
+
+    fn forward_only(&self, index: usize) -> bool {
+        self.steps[index].forward_only
     }
 
     fn run(&mut self, index: usize) -> StepFuture<'_> {

@@ -243,6 +243,19 @@ impl Store {
         rows.into_iter().map(EchoDbRecord::try_from).collect()
     }
 
+    /// The echo DBs on one host.
+    pub async fn list_echo_dbs_on(&self, host_id: &str) -> StoreResult<Vec<EchoDbRecord>> {
+        let sql = concat!(
+            "SELECT ",
+            echo_columns!(),
+            " FROM echo_dbs WHERE host_id = $1 ORDER BY name"
+        );
+        let rows: Vec<EchoDbRow> = on_reader!(self, |pool| {
+            sqlx::query_as(sql).bind(host_id).fetch_all(pool).await?
+        });
+        rows.into_iter().map(EchoDbRecord::try_from).collect()
+    }
+
     pub async fn delete_echo_db_row(&self, host_id: &str, db_id: &str) -> StoreResult<bool> {
         in_write_tx!(self, |tx| {
             let deleted = sqlx::query("DELETE FROM echo_dbs WHERE host_id = $1 AND db_id = $2")

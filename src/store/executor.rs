@@ -270,7 +270,12 @@ impl Store {
             .await?
             .rows_affected();
             if done > 0 {
+                // What the task intended and claimed ends with it.
                 sqlx::query("DELETE FROM sdp_intents WHERE task_id = $1")
+                    .bind(request_id)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("DELETE FROM resource_claims WHERE task_id = $1")
                     .bind(request_id)
                     .execute(&mut *tx)
                     .await?;

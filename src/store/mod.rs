@@ -10,6 +10,7 @@
 //! lets run beside the writer.
 
 mod agents;
+mod claims;
 mod echo;
 mod executor;
 mod hosts;
@@ -27,6 +28,7 @@ use sqlx::{
 };
 
 pub use agents::{AgentCommandRecord, AgentFacts, OutboxState};
+pub use claims::{Claim, Shared};
 pub use echo::{DbSnapshotRecord, EchoDbRecord};
 pub use executor::{ClaimedTask, StepLogEntry};
 pub use hosts::{DatabaseRecord, DeleteHostOutcome, HostRecord, NewHost};

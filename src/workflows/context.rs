@@ -18,7 +18,7 @@ use crate::{
     metrics::Metrics,
     model::{SourceDb, StepDetail, VgSnapshot},
     sdp::{SdpClient, SdpError},
-    store::{Store, StoreError},
+    store::{Claim, Shared, Store, StoreError},
 };
 
 /// What the Echo workflows need to do their work. Built once by `lib.rs`.
@@ -151,7 +151,7 @@ impl EchoCx {
         key: &str,
         command: C,
     ) -> Result<C::Reply, StepError> {
-        let id = format!("{}:{step}:{key}", self.task.request_id);
+        let id = self.command_id(step, key);
         Ok(self
             .deps
             .agents
@@ -163,6 +163,39 @@ impl EchoCx {
                 super::AGENT_DEADLINE,
             )
             .await?)
+    }
+
+    /// Claims the db snapshot this task clones from (or has just made), so that no snapshot
+    /// delete removes its VG snapshots while the task relies on them, and checks it is still
+    /// there (a delete may have finished before the claim).
+    pub async fn use_snapshot(&self, snapshot_id: &str) -> Result<(), StepError> {
+        let claimed = self
+            .store()
+            .claim(
+                Shared::DbSnapshot(snapshot_id),
+                self.request_id(),
+                Claim::Use,
+            )
+            .await?;
+        if let Err(deleter) = claimed {
+            return Err(StepError::permanent(format!(
+                "db snapshot '{snapshot_id}' is being deleted by task {deleter}"
+            )));
+        }
+        Ok(())
+    }
+
+    fn command_id(&self, step: &str, key: &str) -> String {
+        format!("{}:{step}:{key}", self.task.request_id)
+    }
+
+    /// Whether this task's `step`/`key` command went into the outbox. An undo whose step lost
+    /// its checkpoint (a crash, or an abort, between the agent's reply and the checkpoint)
+    /// sends the same command again to learn what it did: the host answers a repeated command
+    /// id from memory instead of acting twice.
+    pub async fn was_sent(&self, step: &str, key: &str) -> Result<bool, StepError> {
+        let id = self.command_id(step, key);
+        Ok(self.store().get_agent_command(&id).await?.is_some())
     }
 
     /// Short, stable token of this task for SDP object names.

@@ -1,13 +1,15 @@
-//! Deleting a db snapshot: refused while echo DBs use it, else its SDP snapshots go, then its
-//! record. The seed path does this synchronously ([`delete_snapshot_now`]); the current path
-//! runs it as a `DeleteDBSnapshotCommand` task.
+//! Deleting a db snapshot: refused while echo DBs or running imports use it, else its SDP
+//! snapshots go, then its record. The seed path does this synchronously
+//! ([`delete_snapshot_now`]); the current path runs it as a `DeleteDBSnapshotCommand` task,
+//! which claims the snapshot for release first (see `store::claims`), so no import starts
+//! cloning from VG snapshots on their way out.
 
 use super::{context::EchoCx, requests::EchoRequest};
 use crate::{
     executor::{StepError, StepFuture},
     model::LedgerKind,
     sdp::{SdpClient, SdpError},
-    store::{Store, StoreError},
+    store::{Claim, Shared, Store, StoreError},
 };
 
 fn snapshot_id_of(cx: &EchoCx) -> Result<String, StepError> {
@@ -17,6 +19,14 @@ fn snapshot_id_of(cx: &EchoCx) -> Result<String, StepError> {
             "snapshot deletion steps run in delete-snapshot tasks only",
         )),
     }
+}
+
+/// Why a snapshot that running tasks clone from is not deleted.
+pub fn importing(snapshot_id: &str, tasks: &[String]) -> String {
+    format!(
+        "db snapshot '{snapshot_id}' is in use by running tasks: {}",
+        tasks.join(", ")
+    )
 }
 
 fn in_use(snapshot_id: &str, users: &[String]) -> String {
@@ -29,6 +39,17 @@ fn in_use(snapshot_id: &str, users: &[String]) -> String {
 pub fn check_snapshot_unused(cx: &mut EchoCx) -> StepFuture<'_> {
     Box::pin(async move {
         let snapshot_id = snapshot_id_of(cx)?;
+        let claimed = cx
+            .store()
+            .claim(
+                Shared::DbSnapshot(&snapshot_id),
+                cx.request_id(),
+                Claim::Release,
+            )
+            .await?;
+        if let Err(user) = claimed {
+            return Err(StepError::permanent(importing(&snapshot_id, &[user])));
+        }
         if let Some(users) = snapshot_users(cx.store(), &snapshot_id).await? {
             return Err(StepError::permanent(in_use(&snapshot_id, &users)));
         }
@@ -42,15 +63,17 @@ pub fn delete_snapshot_objects(cx: &mut EchoCx) -> StepFuture<'_> {
         let sdp = cx.sdp()?;
         delete_snapshot_now(cx.store(), &sdp, &snapshot_id)
             .await
-            .map_err(|err| match err {
-                DeleteSnapshotError::NotFound => {
-                    StepError::permanent(format!("db snapshot '{snapshot_id}' does not exist"))
-                }
+            .or_else(|err| match err {
+                // Gone: this step's earlier run (before a crash) or another delete did it.
+                DeleteSnapshotError::NotFound => Ok(()),
                 DeleteSnapshotError::InUse(users) => {
-                    StepError::permanent(in_use(&snapshot_id, &users))
+                    Err(StepError::permanent(in_use(&snapshot_id, &users)))
                 }
-                DeleteSnapshotError::Sdp(err) => err.into(),
-                DeleteSnapshotError::Store(err) => err.into(),
+                DeleteSnapshotError::Importing(tasks) => {
+                    Err(StepError::permanent(importing(&snapshot_id, &tasks)))
+                }
+                DeleteSnapshotError::Sdp(err) => Err(err.into()),
+                DeleteSnapshotError::Store(err) => Err(err.into()),
             })
     })
 }
@@ -73,7 +96,10 @@ pub async fn snapshot_users(
 #[derive(Debug)]
 pub enum DeleteSnapshotError {
     NotFound,
+    /// Echo DBs (`host/name`) made from it.
     InUse(Vec<String>),
+    /// Running tasks that clone from it.
+    Importing(Vec<String>),
     Sdp(SdpError),
     Store(StoreError),
 }
@@ -102,6 +128,12 @@ pub async fn delete_snapshot_now(
     };
     if let Some(users) = snapshot_users(store, snapshot_id).await? {
         return Err(DeleteSnapshotError::InUse(users));
+    }
+    let importing = store
+        .claimants(Shared::DbSnapshot(snapshot_id), Claim::Use)
+        .await?;
+    if !importing.is_empty() {
+        return Err(DeleteSnapshotError::Importing(importing));
     }
     for vg_snapshot in &snapshot.vg_snapshots {
         sdp.delete_snapshot(vg_snapshot.sdp_snapshot_id).await?;

@@ -72,11 +72,14 @@ pub fn plan_import(cx: &mut EchoCx) -> StepFuture<'_> {
                 "plan_import runs in import tasks only",
             ));
         };
-        cx.state.plan = Some(ImportPlan {
+        let plan = ImportPlan {
             snapshot_id: request.snapshot_id.clone(),
             destinations: request.destinations.clone(),
             target_state: request.target_state,
-        });
+        };
+        cx.use_snapshot(&plan.snapshot_id).await?;
+        snapshot_parts(cx, &plan.snapshot_id).await?;
+        cx.state.plan = Some(plan);
         Ok(())
     })
 }
@@ -282,6 +285,40 @@ pub fn rescan(cx: &mut EchoCx) -> StepFuture<'_> {
     })
 }
 
+/// The attach command of one destination: the same on every run, so a repeated send is
+/// answered from the host's memory.
+fn attach_command(
+    cx: &EchoCx,
+    plan: &ImportPlan,
+    sources: &[SourceDb],
+    dest: usize,
+) -> Result<Attach, StepError> {
+    let destination = &plan.destinations[dest];
+    let source = source_of(sources, destination)?;
+    let files = source
+        .files
+        .iter()
+        .map(|file| AttachFile {
+            logical_name: file.name.clone(),
+            kind: file.kind,
+            serial: cx
+                .state
+                .clones
+                .iter()
+                .find(|c| c.dest == dest && c.source_volume_id == file.volume_id)
+                .map(|c| c.serial.clone())
+                .unwrap_or_default(),
+            source_path: file.path.clone(),
+            size_mb: file.size_mb,
+        })
+        .collect();
+    Ok(Attach {
+        db_name: destination.db_name.clone(),
+        target_state: plan.target_state,
+        files,
+    })
+}
+
 pub fn attach(cx: &mut EchoCx) -> StepFuture<'_> {
     Box::pin(async move {
         let plan = cx.plan()?.clone();
@@ -290,29 +327,7 @@ pub fn attach(cx: &mut EchoCx) -> StepFuture<'_> {
             if cx.state.attached.iter().any(|a| a.dest == dest) {
                 continue;
             }
-            let source = source_of(&sources, destination)?;
-            let files = source
-                .files
-                .iter()
-                .map(|file| AttachFile {
-                    logical_name: file.name.clone(),
-                    kind: file.kind,
-                    serial: cx
-                        .state
-                        .clones
-                        .iter()
-                        .find(|c| c.dest == dest && c.source_volume_id == file.volume_id)
-                        .map(|c| c.serial.clone())
-                        .unwrap_or_default(),
-                    source_path: file.path.clone(),
-                    size_mb: file.size_mb,
-                })
-                .collect();
-            let command = Attach {
-                db_name: destination.db_name.clone(),
-                target_state: plan.target_state,
-                files,
-            };
+            let command = attach_command(cx, &plan, &sources, dest)?;
             let reply = cx
                 .send(&destination.host_id, "attach", &dest.to_string(), command)
                 .await?;
@@ -327,8 +342,35 @@ pub fn attach(cx: &mut EchoCx) -> StepFuture<'_> {
     })
 }
 
+/// Undo: detach every database this task attached, including one whose attach was answered
+/// but not checkpointed (asked again, the host answers the same attach from memory).
 pub fn detach(cx: &mut EchoCx) -> StepFuture<'_> {
     Box::pin(async move {
+        if let Some(plan) = cx.state.plan.clone() {
+            let mut sources = None;
+            for (dest, destination) in plan.destinations.iter().enumerate() {
+                let key = dest.to_string();
+                if cx.state.attached.iter().any(|a| a.dest == dest)
+                    || !cx.was_sent("attach", &key).await?
+                {
+                    continue;
+                }
+                if sources.is_none() {
+                    sources = Some(snapshot_parts(cx, &plan.snapshot_id).await?.0);
+                }
+                let parts = sources.as_deref().unwrap_or_default();
+                let command = attach_command(cx, &plan, parts, dest)?;
+                let reply = cx
+                    .send(&destination.host_id, "attach", &key, command)
+                    .await?;
+                cx.state.attached.push(Attached {
+                    dest,
+                    host_id: destination.host_id.clone(),
+                    db_id: reply.db_id,
+                    db_name: destination.db_name.clone(),
+                });
+            }
+        }
         for db in &cx.state.attached {
             let command = Detach {
                 db_id: db.db_id.clone(),

@@ -18,7 +18,9 @@ pub mod validate;
 use std::{sync::Arc, time::Duration};
 
 pub use context::{EchoCx, EchoDeps, EchoState};
-pub use delete_snapshot::{DeleteSnapshotError, delete_snapshot_now, snapshot_users};
+pub use delete_snapshot::{
+    DeleteSnapshotError, delete_snapshot_now, importing as importing_message, snapshot_users,
+};
 pub use requests::EchoRequest;
 
 use crate::{
@@ -93,14 +95,15 @@ static IMPORT: &[EchoStep] = &[
     RECORD_ECHO_DBS,
 ];
 
-/// `ReplaceDBCommand`: the named echo DBs are taken away (forward only), then imported again
-/// from the newer snapshot under the same names.
+/// `ReplaceDBCommand`: the named echo DBs are taken away (forward only: once the first is
+/// detached an abort waits until all are gone), then imported again from the newer snapshot
+/// under the same names.
 static REFRESH: &[EchoStep] = &[
     Step::new("plan_refresh", refresh::plan_refresh),
-    Step::new("detach_old_databases", removal::detach_old),
-    Step::new("unmap_old_clones", removal::unmap_old),
-    Step::new("delete_old_clones", removal::delete_old_clones),
-    Step::new("forget_old_echo_dbs", removal::forget_old),
+    Step::new("detach_old_databases", removal::detach_old).forward_only(),
+    Step::new("unmap_old_clones", removal::unmap_old).forward_only(),
+    Step::new("delete_old_clones", removal::delete_old_clones).forward_only(),
+    Step::new("forget_old_echo_dbs", removal::forget_old).forward_only(),
     ENSURE_SDP_HOSTS,
     CLONE_VOLUMES,
     MAP_CLONES,
@@ -109,14 +112,15 @@ static REFRESH: &[EchoStep] = &[
     RECORD_ECHO_DBS,
 ];
 
-/// `DeleteCommand`: detach, unmap, delete the clones, release the SDP host object, forget.
+/// `DeleteCommand`: detach, unmap, delete the clones, release the SDP host object, forget
+/// (forward only: once the database is detached, the delete runs to its end).
 static DELETE_ECHO_DB: &[EchoStep] = &[
     Step::new("load_echo_db", removal::load_echo_db),
-    Step::new("detach_database", removal::detach_old),
-    Step::new("unmap_clones", removal::unmap_old),
-    Step::new("delete_clones", removal::delete_old_clones),
-    Step::new("release_sdp_hosts", removal::release_old_hosts),
-    Step::new("forget_echo_db", removal::forget_old),
+    Step::new("detach_database", removal::detach_old).forward_only(),
+    Step::new("unmap_clones", removal::unmap_old).forward_only(),
+    Step::new("delete_clones", removal::delete_old_clones).forward_only(),
+    Step::new("release_sdp_hosts", removal::release_old_hosts).forward_only(),
+    Step::new("forget_echo_db", removal::forget_old).forward_only(),
 ];
 
 /// `DeleteDBSnapshotCommand`.
@@ -128,7 +132,8 @@ static DELETE_SNAPSHOT: &[EchoStep] = &[
     Step::new(
         "delete_volume_group_snapshots",
         delete_snapshot::delete_snapshot_objects,
-    ),
+    )
+    .forward_only(),
 ];
 
 /// The command types Flex runs, and their steps.

@@ -17,6 +17,7 @@ pub fn plan_refresh(cx: &mut EchoCx) -> StepFuture<'_> {
             ));
         };
         let request = request.clone();
+        cx.use_snapshot(&request.snapshot_id).await?;
         let snapshot = cx
             .store()
             .get_db_snapshot(&request.snapshot_id)

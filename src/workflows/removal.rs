@@ -102,16 +102,19 @@ pub fn delete_old_clones(cx: &mut EchoCx) -> StepFuture<'_> {
 /// right after, so it has no such step.)
 pub fn release_old_hosts(cx: &mut EchoCx) -> StepFuture<'_> {
     Box::pin(async move {
-        let mut hosts: Vec<u64> = cx
+        let mut hosts: Vec<(String, u64)> = cx
             .state
             .old_echo
             .iter()
-            .flat_map(|e| e.volumes.iter().filter_map(|v| v.sdp_host_id))
+            .flat_map(|e| {
+                let ids = e.volumes.iter().filter_map(|v| v.sdp_host_id);
+                ids.map(|id| (e.host_id.clone(), id))
+            })
             .collect();
         hosts.sort_unstable();
         hosts.dedup();
-        for host in hosts {
-            release_sdp_host(cx, host).await?;
+        for (host_id, sdp_host_id) in hosts {
+            release_sdp_host(cx, &host_id, sdp_host_id).await?;
         }
         Ok(())
     })

@@ -3,7 +3,10 @@
 //!
 //! These objects are named after the destination, not the task, so a create whose answer was
 //! lost cannot be told from an operator's object by its name: an intent recorded before the
-//! create can (see the `sdp_intents` table).
+//! create can (see the `sdp_intents` table). And they are shared by every task that maps to
+//! the destination, so an import claims a host's object before it uses it and a release before
+//! it removes it (`resource_claims`): a release never takes away what another task is about
+//! to map to.
 
 use serde::{Deserialize, Serialize};
 
@@ -12,6 +15,7 @@ use crate::{
     executor::{StepError, StepFuture},
     model::LedgerKind,
     sdp::HostIqn,
+    store::{Claim, Shared},
 };
 
 /// The SDP host object a destination host is mapped through.
@@ -28,6 +32,23 @@ pub fn ensure_sdp_hosts(cx: &mut EchoCx) -> StepFuture<'_> {
         let sdp = cx.sdp()?;
         let task_id = cx.request_id().to_owned();
         for destination in &plan.destinations {
+            // Claimed on every run of the step (a claim is kept until the task ends), so that
+            // no release removes the object between finding it here and mapping to it.
+            if let Err(releaser) = cx
+                .store()
+                .claim(
+                    Shared::SdpHostOf(&destination.host_id),
+                    &task_id,
+                    Claim::Use,
+                )
+                .await?
+            {
+                return Err(StepError::transient(format!(
+                    "the SDP host object of '{}' is being removed by task {releaser}; waiting \
+                     for it to finish",
+                    destination.host_id
+                )));
+            }
             if cx.state.sdp_hosts.contains_key(&destination.host_id) {
                 continue;
             }
@@ -97,8 +118,13 @@ pub fn ensure_sdp_hosts(cx: &mut EchoCx) -> StepFuture<'_> {
     })
 }
 
-/// Removes an SDP host object Flex created once nothing is mapped to it.
-pub async fn release_sdp_host(cx: &EchoCx, sdp_host_id: u64) -> Result<(), StepError> {
+/// Removes the SDP host object of Flex host `host_id` if Flex created it, nothing is mapped
+/// to it, and no other running task is using it.
+pub async fn release_sdp_host(
+    cx: &EchoCx,
+    host_id: &str,
+    sdp_host_id: u64,
+) -> Result<(), StepError> {
     let sdp = cx.sdp()?;
     let Some(host_entry) = cx
         .store()
@@ -107,6 +133,14 @@ pub async fn release_sdp_host(cx: &EchoCx, sdp_host_id: u64) -> Result<(), StepE
     else {
         return Ok(());
     };
+    if let Err(user) = cx
+        .store()
+        .claim(Shared::SdpHostOf(host_id), cx.request_id(), Claim::Release)
+        .await?
+    {
+        tracing::info!(%host_id, %user, "SDP host object in use by another task; left for it");
+        return Ok(());
+    }
     if !sdp.list_mappings_of_host(sdp_host_id).await?.is_empty() {
         return Ok(());
     }
@@ -152,27 +186,33 @@ pub fn release_sdp_hosts(cx: &mut EchoCx) -> StepFuture<'_> {
     Box::pin(async move {
         let plan = cx.plan()?.clone();
         let sdp = cx.sdp()?;
-        let mut candidates: Vec<u64> = cx.state.sdp_hosts.values().map(|r| r.sdp_host_id).collect();
+        let mut candidates: Vec<(String, u64)> = cx
+            .state
+            .sdp_hosts
+            .iter()
+            .map(|(host_id, r)| (host_id.clone(), r.sdp_host_id))
+            .collect();
         for destination in &plan.destinations {
-            if let Some(host) = sdp.find_host(&destination.host_id).await? {
-                candidates.push(host.id);
+            let host_id = &destination.host_id;
+            if let Some(host) = sdp.find_host(host_id).await? {
+                candidates.push((host_id.clone(), host.id));
             }
             let iqn = cx
                 .store()
-                .get_host(&destination.host_id)
+                .get_host(host_id)
                 .await?
                 .map(|h| h.host_iqn)
                 .unwrap_or_default();
             if !iqn.is_empty()
                 && let Some(host) = sdp.find_host_by_iqn(&iqn).await?
             {
-                candidates.push(host.id);
+                candidates.push((host_id.clone(), host.id));
             }
         }
         candidates.sort_unstable();
         candidates.dedup();
-        for sdp_host_id in candidates {
-            release_sdp_host(cx, sdp_host_id).await?;
+        for (host_id, sdp_host_id) in candidates {
+            release_sdp_host(cx, &host_id, sdp_host_id).await?;
         }
         Ok(())
     })

@@ -82,21 +82,28 @@ pub fn resolve_sources(cx: &mut EchoCx) -> StepFuture<'_> {
     })
 }
 
+/// The freeze of the snapshot's databases: the same on every run, so a repeated send is
+/// answered from the host's memory.
+fn freeze_command(cx: &EchoCx) -> Result<Freeze, StepError> {
+    let spec = cx.snapshot_spec()?;
+    Ok(Freeze {
+        db_ids: spec.database_ids.clone(),
+        mode: if spec.force_vss_usage {
+            FreezeMode::Vss
+        } else {
+            FreezeMode::Tsql
+        },
+        window_ms: u64::try_from(cx.freeze_window().as_millis()).unwrap_or(u64::MAX),
+    })
+}
+
 pub fn freeze(cx: &mut EchoCx) -> StepFuture<'_> {
     Box::pin(async move {
         let spec = cx.snapshot_spec()?.clone();
         if !spec.is_application() {
             return Ok(());
         }
-        let command = Freeze {
-            db_ids: spec.database_ids.clone(),
-            mode: if spec.force_vss_usage {
-                FreezeMode::Vss
-            } else {
-                FreezeMode::Tsql
-            },
-            window_ms: u64::try_from(cx.freeze_window().as_millis()).unwrap_or(u64::MAX),
-        };
+        let command = freeze_command(cx)?;
         let reply = cx
             .send(&spec.source_host_id, "freeze", "0", command)
             .await?;
@@ -106,21 +113,30 @@ pub fn freeze(cx: &mut EchoCx) -> StepFuture<'_> {
     })
 }
 
-/// Undo of the freeze: thaw if nobody did, so databases never stay frozen.
+/// Undo of the freeze: thaw if nobody did, so databases never stay frozen. A freeze answered
+/// but not checkpointed is asked again for its id (the host answers from memory).
 pub fn thaw_quietly(cx: &mut EchoCx) -> StepFuture<'_> {
     Box::pin(async move {
         let spec = cx.snapshot_spec()?.clone();
-        let Some(freeze_id) = cx.state.freeze_id.clone() else {
-            return Ok(());
-        };
-        if cx.state.thawed {
+        if cx.state.thawed || !spec.is_application() {
             return Ok(());
         }
         // The host thaws by itself when the window ends; a failed thaw is not worth a retry.
-        if let Err(err) = cx
-            .send(&spec.source_host_id, "undo-freeze", "0", Thaw { freeze_id })
-            .await
-        {
+        let thawed = async {
+            let freeze_id = match cx.state.freeze_id.clone() {
+                Some(id) => id,
+                None if cx.was_sent("freeze", "0").await? => {
+                    cx.send(&spec.source_host_id, "freeze", "0", freeze_command(cx)?)
+                        .await?
+                        .freeze_id
+                }
+                None => return Ok(()),
+            };
+            cx.send(&spec.source_host_id, "undo-freeze", "0", Thaw { freeze_id })
+                .await
+                .map(drop)
+        };
+        if let Err(err) = thawed.await {
             tracing::warn!(error = %err, "thaw during compensation failed; the window ends it");
         }
         cx.state.thawed = true;
@@ -220,15 +236,12 @@ pub fn thaw(cx: &mut EchoCx) -> StepFuture<'_> {
 pub fn record_snapshot(cx: &mut EchoCx) -> StepFuture<'_> {
     Box::pin(async move {
         let spec = cx.snapshot_spec()?.clone();
-        let snapshot_id = format!(
-            "{}_{}_{}",
-            spec.name_prefix,
-            cx.task.create_ts,
-            cx.short_id()
-        );
+        let snapshot_id = snapshot_id(cx)?;
         let host = cx.store().get_host(&spec.source_host_id).await?;
         // Retried like any call: a snapshot recorded without its array cannot be found again.
         let sdp_id = cx.sdp()?.system_state().await?.system_id;
+        // Claimed before anyone can see it: a clone goes on to import from it.
+        cx.use_snapshot(&snapshot_id).await?;
         let record = DbSnapshotRecord {
             id: snapshot_id.clone(),
             host_id: spec.source_host_id.clone(),
@@ -255,11 +268,23 @@ pub fn record_snapshot(cx: &mut EchoCx) -> StepFuture<'_> {
     })
 }
 
+/// Undo: forget the db snapshot, found by its deterministic id even when its recording was
+/// not checkpointed.
 pub fn forget_snapshot(cx: &mut EchoCx) -> StepFuture<'_> {
     Box::pin(async move {
-        if let Some(id) = cx.state.snapshot_id.clone() {
-            cx.store().delete_db_snapshot_row(&id).await?;
-        }
+        let id = snapshot_id(cx)?;
+        cx.store().delete_db_snapshot_row(&id).await?;
+        cx.state.snapshot_id = None;
         Ok(())
     })
+}
+
+/// The db snapshot's id: stable per task, so an undo finds it without the checkpoint.
+fn snapshot_id(cx: &EchoCx) -> Result<String, StepError> {
+    Ok(format!(
+        "{}_{}_{}",
+        cx.snapshot_spec()?.name_prefix,
+        cx.task.create_ts,
+        cx.short_id()
+    ))
 }

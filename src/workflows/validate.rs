@@ -14,7 +14,7 @@ use super::{
 use crate::{
     clock::now_ts,
     model::SourceDb,
-    store::{HostRecord, Store, StoreError},
+    store::{Claim, HostRecord, Shared, Store, StoreError},
 };
 
 crate::wire_enum! {
@@ -298,6 +298,17 @@ impl Checker<'_> {
                     users.join(", ")
                 ),
                 body: json!({"echo_dbs": users}),
+            });
+        }
+        let importing = self
+            .store
+            .claimants(Shared::DbSnapshot(snapshot_id), Claim::Use)
+            .await?;
+        if !importing.is_empty() {
+            issues.push(Issue {
+                issue_type: IssueCode::SnapshotInUse,
+                description: super::importing_message(snapshot_id, &importing),
+                body: json!({"tasks": importing}),
             });
         }
         Ok(issues)

@@ -1,7 +1,8 @@
-//! The crash matrix: `flex serve` as a real process, killed (abort, no cleanup) right after each
-//! step of a clone, once before the step's checkpoint and once after; then restarted on the
-//! same database. The task must finish, and the SDP ledger and the array must agree: no
-//! orphaned and no duplicate object.
+//! The crash matrix: `flex serve` as a real process, killed (abort, no cleanup) at each step of
+//! every workflow: before the step's checkpoint, after it, and after an abort was asked for
+//! while the step ran; then restarted on the same database. The task must end as the abort
+//! semantics say, the SDP ledger and the array must agree (no orphaned and no duplicate
+//! object), and every echo DB Flex holds must be one the host reports.
 
 use std::time::Duration;
 
@@ -37,6 +38,18 @@ const CLONE_STEPS: [&str; 12] = [
     "record_echo_dbs",
 ];
 
+const IMPORT_STEPS: [&str; 7] = [
+    "plan_import",
+    "ensure_sdp_hosts",
+    "clone_volumes",
+    "map_clones",
+    "rescan_disks",
+    "attach_databases",
+    "record_echo_dbs",
+];
+
+const DELETE_SNAPSHOT_STEPS: [&str; 2] = ["check_snapshot_unused", "delete_volume_group_snapshots"];
+
 /// `flex serve` as the matrix runs it: its own process, the rig's array, quick heartbeats.
 fn spawn_flex(port: u16, database_url: &str, sdp_url: &str, crash_at: Option<&str>) -> Process {
     let serve = FlexServe::new(port, database_url)
@@ -53,8 +66,30 @@ fn spawn_flex(port: u16, database_url: &str, sdp_url: &str, crash_at: Option<&st
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Workflow {
     Clone,
+    Import,
     Delete,
     Refresh,
+    DeleteSnapshot,
+}
+
+impl Workflow {
+    fn steps(self) -> &'static [&'static str] {
+        match self {
+            Workflow::Clone => &CLONE_STEPS,
+            Workflow::Import => &IMPORT_STEPS,
+            Workflow::Delete => &DELETE_STEPS,
+            Workflow::Refresh => &REFRESH_STEPS,
+            Workflow::DeleteSnapshot => &DELETE_SNAPSHOT_STEPS,
+        }
+    }
+
+    /// Whether its set-up makes an echo DB (that it then works on).
+    fn starts_with_an_echo_db(self) -> bool {
+        matches!(
+            self,
+            Workflow::Delete | Workflow::Refresh | Workflow::DeleteSnapshot
+        )
+    }
 }
 
 const DELETE_STEPS: [&str; 6] = [
@@ -165,7 +200,7 @@ async fn crash_and_resume(backend: Backend, workflow: Workflow, step: &str, poin
     let clone_body = json!({"source_host_id": "src-01", "destinations": [{"host_id": "dev-01", "db_id": "5", "db_name": "sales_copy"}]});
     let mut echo_id = String::new();
     let mut newer_snapshot = String::new();
-    if workflow != Workflow::Clone {
+    if workflow.starts_with_an_echo_db() {
         let task = call(
             &http,
             reqwest::Method::POST,
@@ -175,18 +210,19 @@ async fn crash_and_resume(backend: Backend, workflow: Workflow, step: &str, poin
         .await;
         let done = wait_task(&http, &base, &task).await;
         assert_eq!(done["state"], "completed", "setup clone: {done}");
-        echo_id = done["result"]["cloned_dbs"][0]["id"]
+        done["result"]["cloned_dbs"][0]["id"]
             .as_str()
             .unwrap()
-            .to_owned();
-        if workflow == Workflow::Refresh {
-            let task = call(&http, reqwest::Method::POST, &format!("{base}/api/echo/v1/db_snapshots"), json!({"source_host_id": "src-01", "database_ids": ["5"], "consistency_level": "crash"})).await;
-            let done = wait_task(&http, &base, &task).await;
-            done["result"]["db_snapshot"]["id"]
-                .as_str()
-                .unwrap()
-                .clone_into(&mut newer_snapshot);
-        }
+            .clone_into(&mut echo_id);
+    }
+    if workflow != Workflow::Clone && workflow != Workflow::Delete {
+        let task = call(&http, reqwest::Method::POST, &format!("{base}/api/echo/v1/db_snapshots"), json!({"source_host_id": "src-01", "database_ids": ["5"], "consistency_level": "crash"})).await;
+        let done = wait_task(&http, &base, &task).await;
+        assert_eq!(done["state"], "completed", "setup snapshot: {done}");
+        done["result"]["db_snapshot"]["id"]
+            .as_str()
+            .unwrap()
+            .clone_into(&mut newer_snapshot);
     }
     drop(setup);
     let mut armed = spawn_flex(port, &db.url, &sdp.url, Some(&format!("{step}:{point}")));
@@ -194,39 +230,55 @@ async fn crash_and_resume(backend: Backend, workflow: Workflow, step: &str, poin
     wait_agents(&agents).await;
 
     let (method, path, body) = match workflow {
-        Workflow::Clone => (reqwest::Method::POST, "echo_dbs", clone_body),
+        Workflow::Clone => (reqwest::Method::POST, "echo_dbs".to_owned(), clone_body),
+        Workflow::Import => (
+            reqwest::Method::POST,
+            format!("db_snapshots/{newer_snapshot}/echo_db"),
+            json!({"destinations": [{"host_id": "dev-01", "db_id": "5", "db_name": "sales_copy"}]}),
+        ),
         Workflow::Delete => (
             reqwest::Method::DELETE,
-            "echo_dbs",
+            "echo_dbs".to_owned(),
             json!({"host_id": "dev-01", "database_id": echo_id}),
         ),
         Workflow::Refresh => (
             reqwest::Method::POST,
-            "hosts/dev-01/databases/_refresh",
+            "hosts/dev-01/databases/_refresh".to_owned(),
             json!({"snapshot_id": newer_snapshot, "db_names": ["sales_copy"]}),
+        ),
+        Workflow::DeleteSnapshot => (
+            reqwest::Method::DELETE,
+            format!("db_snapshots/{newer_snapshot}"),
+            Value::Null,
         ),
     };
     let task = call(&http, method, &format!("{base}/api/echo/v1/{path}"), body).await;
     assert!(task["location"].is_string(), "{crash_at}: {task}");
 
-    // The process dies at the chosen point.
-    let mut crashed = false;
-    for _ in 0..400 {
-        if let Some(status) = armed.exited() {
-            assert!(!status.success(), "{crash_at}: the process was aborted");
-            crashed = true;
-            break;
+    let crashes = point != "abort_requested";
+    let _resumed = if crashes {
+        // The process dies at the chosen point; a plain one takes over.
+        let mut crashed = false;
+        for _ in 0..400 {
+            if let Some(status) = armed.exited() {
+                assert!(!status.success(), "{crash_at}: the process was aborted");
+                crashed = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert!(crashed, "{crash_at}: the crash point was never reached");
-    drop(armed);
-
-    let _resumed = spawn_flex(port, &db.url, &sdp.url, None);
-    wait_ready(&http, &base).await;
+        assert!(crashed, "{crash_at}: the crash point was never reached");
+        drop(armed);
+        let resumed = spawn_flex(port, &db.url, &sdp.url, None);
+        wait_ready(&http, &base).await;
+        resumed
+    } else {
+        armed
+    };
     let done = wait_task(&http, &base, &task).await;
     let state = done["state"].as_str().unwrap_or("unknown").to_owned();
-    assert_eq!(state, "completed", "{crash_at}: {done}");
+    let expected = expected_end(workflow, step, point);
+    assert_eq!(state, expected.as_str(), "{crash_at}: {done}");
 
     let array = sdp.snapshot_state();
     let clones = array.volumes.values().filter(|v| v.is_thin_clone).count();
@@ -239,18 +291,59 @@ async fn crash_and_resume(backend: Backend, workflow: Workflow, step: &str, poin
             .copied()
             .unwrap_or(0)
     };
+    let aborted = expected == End::Aborted;
+    let listed = call(
+        &http,
+        reqwest::Method::GET,
+        &format!("{base}/api/echo/v1/db_snapshots"),
+        Value::Null,
+    )
+    .await;
+    let db_snapshots = listed.as_array().map_or(usize::MAX, Vec::len);
+    // What the task started from is there, untouched: an abort honoured before anything
+    // was taken away.
+    let kept_before_removal = aborted && workflow.starts_with_an_echo_db() && !removal_begun(step);
     match workflow {
-        Workflow::Clone => {
+        Workflow::Clone | Workflow::Import if aborted => {
+            // An import keeps the snapshot it was given; a clone undoes the one it took.
+            let kept = usize::from(workflow == Workflow::Import);
+            assert_eq!(array.snapshots.len(), kept, "{crash_at}: the VG snapshot");
+            assert_eq!(db_snapshots, kept, "{crash_at}: the db snapshot: {listed}");
+            assert_eq!(clones, 0, "{crash_at}: the clones are undone");
+            assert_eq!(array.mappings.len(), 0, "{crash_at}");
+            assert_eq!(array.hosts.len(), 0, "{crash_at}");
+            assert!(dest_dbs.is_empty(), "{crash_at}");
+            assert_eq!(
+                acted("attach"),
+                acted("detach"),
+                "{crash_at}: attached, then detached"
+            );
+        }
+        Workflow::Clone | Workflow::Import => {
             assert_eq!(
                 array.snapshots.len(),
                 1,
                 "{crash_at}: one VG snapshot, not two"
             );
+            assert_eq!(db_snapshots, 1, "{crash_at}: {listed}");
             assert_eq!(clones, 2, "{crash_at}: no duplicate clone");
             assert_eq!(array.mappings.len(), 2, "{crash_at}");
             assert_eq!(array.hosts.len(), 1, "{crash_at}");
             assert_eq!(dest_dbs, ["sales_copy"], "{crash_at}");
             assert_eq!(acted("attach"), 1, "{crash_at}: attached once");
+        }
+        Workflow::DeleteSnapshot => {
+            let kept = if aborted { 2 } else { 1 };
+            assert_eq!(array.snapshots.len(), kept, "{crash_at}: VG snapshots");
+            assert_eq!(db_snapshots, kept, "{crash_at}: {listed}");
+            assert_eq!(clones, 2, "{crash_at}: the echo DB's clones are kept");
+            assert_eq!(dest_dbs, ["sales_copy"], "{crash_at}: still attached");
+        }
+        _ if kept_before_removal => {
+            assert_eq!(clones, 2, "{crash_at}: the echo DB's clones are kept");
+            assert_eq!(array.mappings.len(), 2, "{crash_at}");
+            assert_eq!(dest_dbs, ["sales_copy"], "{crash_at}: still attached");
+            assert_eq!(acted("detach"), 0, "{crash_at}: never detached");
         }
         Workflow::Delete => {
             assert_eq!(clones, 0, "{crash_at}: the clones are gone");
@@ -262,6 +355,17 @@ async fn crash_and_resume(backend: Backend, workflow: Workflow, step: &str, poin
             );
             assert!(dest_dbs.is_empty(), "{crash_at}");
             assert_eq!(acted("detach"), 1, "{crash_at}: detached once");
+        }
+        Workflow::Refresh if aborted => {
+            // Aborted once the old copy was gone: neither the old nor a new one is left.
+            assert_eq!(clones, 0, "{crash_at}: old and new clones are gone");
+            assert_eq!(array.mappings.len(), 0, "{crash_at}");
+            assert!(dest_dbs.is_empty(), "{crash_at}");
+            assert_eq!(
+                acted("attach"),
+                acted("detach"),
+                "{crash_at}: every copy attached is detached again"
+            );
         }
         Workflow::Refresh => {
             assert_eq!(array.snapshots.len(), 2, "{crash_at}");
@@ -279,6 +383,15 @@ async fn crash_and_resume(backend: Backend, workflow: Workflow, step: &str, poin
     }
     let store = Store::connect(&db.url).await.unwrap();
     assert_ledger_matches(&store, &array).await;
+    // Nothing is out of sight: every echo DB Flex holds is one the host reports.
+    let held: Vec<String> = store
+        .list_echo_dbs()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(held, dest_dbs, "{crash_at}: Flex's echo DBs are the host's");
     store.close().await;
     for agent in agents {
         agent.stop();
@@ -286,25 +399,101 @@ async fn crash_and_resume(backend: Backend, workflow: Workflow, step: &str, poin
     state
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_workflow_survives_a_crash_after_every_step() {
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum End {
+    Completed,
+    Aborted,
+}
+
+impl End {
+    fn as_str(self) -> &'static str {
+        match self {
+            End::Completed => "completed",
+            End::Aborted => "aborted",
+        }
+    }
+}
+
+/// Whether the taking away (of an echo DB: its detach and what follows; of a snapshot: its VG
+/// snapshots) has begun once `step` ran.
+fn removal_begun(step: &str) -> bool {
+    !matches!(
+        step,
+        "load_echo_db" | "plan_refresh" | "check_snapshot_unused"
+    )
+}
+
+/// How a task ends when the matrix does `point` at `step`: a crash is ridden out; an abort
+/// undoes a clone, stops a delete or refresh that has not begun to take its echo DB away, and
+/// otherwise waits until the taking away is done: a delete then completes, a refresh ends
+/// aborted without its new copy.
+fn expected_end(workflow: Workflow, step: &str, point: &str) -> End {
+    let last_step = workflow.steps().last();
+    // An abort asked for while the last step runs, and honoured after its checkpoint, comes
+    // too late: the task is done. One that beats the checkpoint (the crash) undoes the step.
+    if !point.starts_with("abort") || (point == "abort_requested" && last_step == Some(&step)) {
+        return End::Completed;
+    }
+    match workflow {
+        Workflow::Clone | Workflow::Import | Workflow::Refresh => End::Aborted,
+        Workflow::Delete | Workflow::DeleteSnapshot if !removal_begun(step) => End::Aborted,
+        Workflow::Delete | Workflow::DeleteSnapshot => End::Completed,
+    }
+}
+
+/// Every step of `workflow` × every point, on SQLite; prints the matrix.
+async fn every_step_survives_a_crash(workflow: Workflow, command: &str) {
     crate::support::init_tracing();
     let mut matrix = Vec::new();
-    for (workflow, command, steps) in [
-        (Workflow::Clone, "CreateCloneCommand", &CLONE_STEPS[..]),
-        (Workflow::Delete, "DeleteCommand", &DELETE_STEPS[..]),
-        (Workflow::Refresh, "ReplaceDBCommand", &REFRESH_STEPS[..]),
-    ] {
-        for step in steps {
-            for point in ["before_checkpoint", "after_checkpoint"] {
-                let outcome = crash_and_resume(Backend::Sqlite, workflow, step, point).await;
-                matrix.push(format!(
-                    "{command:<18} × {step:<24} × {point:<17} → {outcome}"
-                ));
-            }
+    for step in workflow.steps() {
+        for point in ["before_checkpoint", "after_checkpoint", "abort_then_crash"] {
+            let outcome = crash_and_resume(Backend::Sqlite, workflow, step, point).await;
+            matrix.push(format!(
+                "{command:<18} × {step:<29} × {point:<17} → {outcome}"
+            ));
         }
     }
     println!("crash matrix (SQLite):\n{}", matrix.join("\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clone_survives_a_crash_at_every_step() {
+    every_step_survives_a_crash(Workflow::Clone, "CreateCloneCommand").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_survives_a_crash_at_every_step() {
+    every_step_survives_a_crash(Workflow::Import, "ImportDBSnapshotCommand").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_survives_a_crash_at_every_step() {
+    every_step_survives_a_crash(Workflow::Delete, "DeleteCommand").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_survives_a_crash_at_every_step() {
+    every_step_survives_a_crash(Workflow::Refresh, "ReplaceDBCommand").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_delete_survives_a_crash_at_every_step() {
+    every_step_survives_a_crash(Workflow::DeleteSnapshot, "DeleteDBSnapshotCommand").await;
+}
+
+/// An abort arriving while each step of a refresh runs: the refresh either stops before it
+/// takes anything away (the echo DB as it was) or, once it has begun, goes through the removal
+/// and then stops (no echo DB, nothing left on the array). Never an echo DB out of sight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_aborted_at_every_step_leaves_what_an_api_call_can_see() {
+    crate::support::init_tracing();
+    let mut matrix = Vec::new();
+    for step in REFRESH_STEPS {
+        let outcome =
+            crash_and_resume(Backend::Sqlite, Workflow::Refresh, step, "abort_requested").await;
+        matrix.push(format!("ReplaceDBCommand × {step:<24} × abort → {outcome}"));
+    }
+    println!("abort matrix (SQLite):\n{}", matrix.join("\n"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -314,6 +503,22 @@ async fn workflows_survive_a_crash_on_postgres() {
         (Workflow::Clone, "clone_volumes", "before_checkpoint"),
         (Workflow::Clone, "attach_databases", "before_checkpoint"),
         (Workflow::Refresh, "delete_old_clones", "before_checkpoint"),
+        (
+            Workflow::Clone,
+            "snapshot_volume_groups",
+            "abort_then_crash",
+        ),
+        (Workflow::Delete, "unmap_clones", "abort_then_crash"),
+        (Workflow::Refresh, "unmap_old_clones", "abort_then_crash"),
+        (Workflow::Clone, "attach_databases", "abort_then_crash"),
+        (Workflow::Import, "clone_volumes", "abort_then_crash"),
+        (
+            Workflow::DeleteSnapshot,
+            "delete_volume_group_snapshots",
+            "before_checkpoint",
+        ),
+        (Workflow::Refresh, "plan_refresh", "abort_requested"),
+        (Workflow::Refresh, "detach_old_databases", "abort_requested"),
     ] {
         crash_and_resume(Backend::Postgres, workflow, step, point).await;
     }

@@ -424,6 +424,23 @@ async fn run_cell(cell: Cell) -> String {
     assert_eq!(state, expected, "{task}");
     echo.assert_ledger_matches_array().await;
     let copies = echo.dest_databases("dev-01").await;
+    // Nothing out of sight: an echo DB Flex still holds is listed, as DETACHED once the host
+    // no longer reports it, so that it can be deleted or refreshed again.
+    let store = echo.server.db.store().await;
+    let listed = echo.databases("dev-01").await;
+    for held in store.list_echo_dbs().await.unwrap() {
+        let entry = listed.iter().find(|d| d["name"] == held.name.as_str());
+        let on_host = echo.agents[DESTINATION]
+            .databases()
+            .iter()
+            .any(|d| d.name == held.name);
+        let status = entry.map(|d| d["status"].as_str().unwrap_or_default());
+        assert!(
+            entry.is_some() && (on_host || status == Some("DETACHED")),
+            "{} is held: {listed:?}",
+            held.name
+        );
+    }
     match (cell.workflow, expected) {
         (Workflow::Clone, "failed") => {
             echo.assert_nothing_left().await;

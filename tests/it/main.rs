@@ -16,6 +16,7 @@ mod openapi;
 mod outage;
 mod sdp;
 mod serve;
+mod shared_objects;
 mod store;
 mod support;
 mod tasks;

@@ -3,7 +3,9 @@
 use flex::{
     auth::{self, TokenSpec},
     model::{CommandType, LedgerKind, TaskState},
-    store::{DeleteHostOutcome, NewTask, StoreError, TaskFilter, TaskRecord, TokenKind},
+    store::{
+        Claim, DeleteHostOutcome, NewTask, Shared, StoreError, TaskFilter, TaskRecord, TokenKind,
+    },
 };
 
 use crate::support::{
@@ -373,6 +375,7 @@ crate::on_both_backends!(
     expired_sessions_are_purged,
     concurrent_writers_all_land,
     the_ledger_adopts_only_what_a_task_intended,
+    claims_on_a_shared_object_exclude_the_other_kind_until_their_task_ends,
 );
 
 /// An object found after a create whose answer was lost is the task's own only if that task
@@ -478,5 +481,87 @@ async fn the_ledger_adopts_only_what_a_task_intended(backend: Backend) {
             .await
             .unwrap(),
         "the ended task's intent is gone"
+    );
+}
+
+/// Users of a shared object exclude its releasers and the other way round, per object, until
+/// the claiming task ends; claims of one kind share.
+async fn claims_on_a_shared_object_exclude_the_other_kind_until_their_task_ends(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    for id in ["import-a", "import-b", "delete-c"] {
+        store
+            .insert_task(&NewTask {
+                record: task(id, TaskState::Running, CommandType::Delete, id),
+                host_ids: vec![],
+            })
+            .await
+            .unwrap();
+    }
+    let snapshot = Shared::DbSnapshot("snap-1");
+    assert_eq!(
+        store.claim(snapshot, "import-a", Claim::Use).await.unwrap(),
+        Ok(())
+    );
+    assert_eq!(
+        store.claim(snapshot, "import-a", Claim::Use).await.unwrap(),
+        Ok(())
+    );
+    assert_eq!(
+        store.claim(snapshot, "import-b", Claim::Use).await.unwrap(),
+        Ok(())
+    );
+    assert_eq!(
+        store
+            .claim(snapshot, "delete-c", Claim::Release)
+            .await
+            .unwrap(),
+        Err("import-a".to_owned()),
+        "a release waits for every user"
+    );
+    assert_eq!(
+        store.claimants(snapshot, Claim::Use).await.unwrap(),
+        ["import-a", "import-b"]
+    );
+    // Another object, and the same id of another kind, are not held.
+    for other in [Shared::DbSnapshot("snap-2"), Shared::SdpHostOf("snap-1")] {
+        assert_eq!(
+            store
+                .claim(other, "delete-c", Claim::Release)
+                .await
+                .unwrap(),
+            Ok(())
+        );
+    }
+    assert_eq!(
+        store
+            .claim(Shared::SdpHostOf("snap-1"), "import-a", Claim::Use)
+            .await
+            .unwrap(),
+        Err("delete-c".to_owned()),
+        "nobody starts using what is being released"
+    );
+    for id in ["import-a", "import-b"] {
+        assert!(
+            store
+                .finish_task(id, 0, TaskState::Completed, "", None)
+                .await
+                .unwrap()
+        );
+    }
+    assert!(
+        store
+            .claimants(snapshot, Claim::Use)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .claim(snapshot, "delete-c", Claim::Release)
+            .await
+            .unwrap(),
+        Ok(()),
+        "the users' claims ended with their tasks"
     );
 }

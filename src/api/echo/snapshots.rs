@@ -78,6 +78,10 @@ pub async fn delete_snapshot_now(
                 users.join(", ")
             ),
         )),
+        Err(DeleteSnapshotError::Importing(tasks)) => Err(ApiError::conflict(
+            IssueCode::SnapshotInUse.as_str(),
+            workflows::importing_message(&snapshot_id, &tasks),
+        )),
         Err(DeleteSnapshotError::Store(err)) => Err(err.into()),
         Err(DeleteSnapshotError::Sdp(err)) if err.is_retryable() => Err(ApiError::Unavailable),
         Err(DeleteSnapshotError::Sdp(err)) => {
