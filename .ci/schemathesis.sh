@@ -5,9 +5,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-venv=target/schemathesis-venv
+# CPython before 3.12.1 can fail inside Hypothesis with "SystemError: AST constructor
+# recursion depth mismatch" (python/cpython#106905) when it runs with several workers: use a
+# newer interpreter where the machine has one (pyenv's, here), else python3.
+python=python3
+for candidate in python3.13 python3.12 "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.1[3-9]*/bin/python3; do
+  if command -v "$candidate" > /dev/null 2>&1 \
+    && "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 12, 1))' 2> /dev/null; then
+    python=$candidate
+    break
+  fi
+done
+version=$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+venv=target/schemathesis-venv-$version
 if [ ! -x "$venv/bin/st" ]; then
-  python3 -m venv "$venv"
+  "$python" -m venv "$venv"
   "$venv/bin/pip" install --quiet "schemathesis==4.32.5"
 fi
 
