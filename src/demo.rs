@@ -36,6 +36,10 @@ pub struct DemoOptions {
     /// Where the demo keeps its SQLite file (and TLS files); a fresh temporary folder if absent.
     pub data_dir: Option<PathBuf>,
     pub admin_token: Option<String>,
+    /// The user the login endpoint accepts.
+    pub admin_user: String,
+    /// Its password; a generated one (printed) if absent.
+    pub admin_password: Option<String>,
 }
 
 fn file(name: &str, kind: FileKind, volume: &str, volume_group: &str, size_mb: u64) -> FileSpec {
@@ -115,8 +119,14 @@ pub async fn run(
         .admin_token
         .clone()
         .unwrap_or_else(|| format!("fxa_{}", crate::auth::random_alphanumeric(40)));
+    let admin_password = options
+        .admin_password
+        .clone()
+        .unwrap_or_else(|| crate::auth::random_alphanumeric(16));
     let mut config = Config::new(format!("sqlite://{}", data_dir.join("flex.db").display()));
     config.admin_token = Some(admin_token.clone());
+    config.admin_user = Some(options.admin_user.clone());
+    config.admin_password = Some(admin_password.clone());
     config.sdp = Some(SdpConfig::new(
         &sdp.url,
         &options.sdp_user,
@@ -163,6 +173,16 @@ pub async fn run(
     println!("State lives in {}.", data_dir.display());
     println!();
     println!("Admin token: {admin_token}");
+    // A password the operator chose is theirs to know; only a generated one is shown.
+    let shown = if options.admin_password.is_some() {
+        "as given"
+    } else {
+        admin_password.as_str()
+    };
+    println!(
+        "Login:       user {}, password {shown} (POST /api/v1/auth/local/login)",
+        options.admin_user
+    );
     println!();
     println!("Try:");
     println!(

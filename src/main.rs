@@ -50,6 +50,12 @@ struct DemoArgs {
     /// Admin token to use instead of a generated one.
     #[arg(long, env = "FLEX_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// User name accepted by the login endpoint.
+    #[arg(long, env = "FLEX_ADMIN_USER", default_value = "demo")]
+    admin_user: String,
+    /// Password of that user (default: a generated one, printed at start).
+    #[arg(long, env = "FLEX_ADMIN_PASSWORD", hide_env_values = true)]
+    admin_password: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -168,6 +174,8 @@ async fn main() -> ExitCode {
                 sdp_password: args.sdp_password,
                 data_dir: args.data_dir,
                 admin_token: args.admin_token.filter(|t| !t.is_empty()),
+                admin_user: args.admin_user,
+                admin_password: args.admin_password.filter(|p| !p.is_empty()),
             };
             flex::demo::run(options, shutdown_signal()).await
         }

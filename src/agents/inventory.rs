@@ -12,15 +12,22 @@ use crate::{
 
 /// What the array knows about a host itself.
 pub struct SdpFacts {
-    /// Each SDP that has a host object for this host's IQN.
+    /// Each SDP this host uses: that has a host object for its IQN (named as that object), or
+    /// that holds its databases' files (named as the host, when no object is found).
     pub sdps: Vec<SdpHostName>,
+}
+
+/// The Flex host whose inventory is joined.
+pub struct JoinedHost<'a> {
+    pub name: &'a str,
+    pub iqn: &'a str,
 }
 
 /// Places every file whose disk is an SDP volume on that volume (and its volume group).
 pub async fn join_to_sdp(
     sdp: &SdpClient,
     sdp_id: &str,
-    host_iqn: &str,
+    joined: &JoinedHost<'_>,
     records: &mut [DatabaseRecord],
 ) -> Result<SdpFacts, SdpError> {
     let mut serials: Vec<String> = records
@@ -60,17 +67,26 @@ pub async fn join_to_sdp(
             });
         }
     }
-    let host = if host_iqn.is_empty() {
+    let host = if joined.iqn.is_empty() {
         None
     } else {
-        sdp.find_host_by_iqn(host_iqn).await?
+        sdp.find_host_by_iqn(joined.iqn).await?
     };
-    let sdps = match host {
-        Some(host) => vec![SdpHostName {
+    let on_this_sdp = records
+        .iter()
+        .flat_map(|db| &db.files)
+        .any(|file| file.sdp.is_some());
+    let host_name = match host {
+        Some(host) => Some(host.name),
+        None if on_this_sdp => Some(joined.name.to_owned()),
+        None => None,
+    };
+    let sdps = host_name
+        .map(|host_name| SdpHostName {
             sdp_id: sdp_id.to_owned(),
-            host_name: host.name,
-        }],
-        None => Vec::new(),
-    };
+            host_name,
+        })
+        .into_iter()
+        .collect();
     Ok(SdpFacts { sdps })
 }

@@ -178,20 +178,19 @@ impl AgentHub {
         mut records: Vec<crate::store::DatabaseRecord>,
     ) -> Result<usize, StoreError> {
         if let Some(sdp) = &self.inner.sdp {
-            let iqn = self
-                .inner
-                .store
-                .get_host(host_id)
-                .await?
-                .map(|h| h.host_iqn)
-                .unwrap_or_default();
+            let host = self.inner.store.get_host(host_id).await?;
+            let (name, iqn) = host.map(|h| (h.host_name, h.host_iqn)).unwrap_or_default();
+            let joined_host = inventory::JoinedHost {
+                name: if name.is_empty() { host_id } else { &name },
+                iqn: &iqn,
+            };
             let joined = match self
                 .inner
                 .sdp_id
                 .get_or_try_init(|| async { Ok(sdp.system_state().await?.system_id) })
                 .await
             {
-                Ok(sdp_id) => inventory::join_to_sdp(sdp, sdp_id, &iqn, &mut records).await,
+                Ok(sdp_id) => inventory::join_to_sdp(sdp, sdp_id, &joined_host, &mut records).await,
                 Err(err) => Err(err),
             };
             match joined {

@@ -149,12 +149,17 @@ struct AppTokenView {
     id: String,
     app_name: String,
     description: String,
-    ttl: Option<i64>,
+    /// Seconds; [`NEVER`] for a token that does not expire.
+    ttl: i64,
     valid: bool,
-    expire_ts: Option<i64>,
+    /// Epoch seconds; [`NEVER`] for a token that does not expire.
+    expire_ts: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     token: Option<String>,
 }
+
+/// `ttl` and `expire_ts` of a token that never expires: clients read them as numbers.
+const NEVER: i64 = -1;
 
 impl AppTokenView {
     fn new(record: TokenRecord, now: i64) -> AppTokenView {
@@ -163,8 +168,8 @@ impl AppTokenView {
             id: record.id,
             app_name: record.app_name,
             description: record.description,
-            ttl: record.ttl,
-            expire_ts: record.expire_ts,
+            ttl: record.ttl.unwrap_or(NEVER),
+            expire_ts: record.expire_ts.unwrap_or(NEVER),
             token: None,
         }
     }
@@ -175,7 +180,7 @@ struct NewAppToken {
     app_name: String,
     #[serde(default)]
     description: String,
-    /// Lifetime in seconds; absent or null means the token does not expire.
+    /// Lifetime in seconds; absent, null or -1 means the token does not expire.
     #[serde(default)]
     ttl: Option<i64>,
 }
@@ -202,13 +207,11 @@ async fn create_app_token(
             format!("field 'description' must be at most {MAX_DESCRIPTION_LEN} characters"),
         ));
     }
-    if body
-        .ttl
-        .is_some_and(|ttl| !(1..=MAX_TTL_SECS).contains(&ttl))
-    {
+    let ttl = body.ttl.filter(|&ttl| ttl != NEVER);
+    if ttl.is_some_and(|ttl| !(1..=MAX_TTL_SECS).contains(&ttl)) {
         return Err(ApiError::bad_request(
             "INVALID_FIELD",
-            format!("field 'ttl' must be 1 to {MAX_TTL_SECS} seconds"),
+            format!("field 'ttl' must be 1 to {MAX_TTL_SECS} seconds, or -1 for never"),
         ));
     }
     let minted = auth::mint(TokenSpec {
@@ -216,7 +219,7 @@ async fn create_app_token(
         host_id: None,
         app_name,
         description: &body.description,
-        ttl: body.ttl,
+        ttl,
     });
     state.store.insert_token(&minted.record).await?;
     let mut view = AppTokenView::new(minted.record, now_ts());

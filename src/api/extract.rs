@@ -2,7 +2,9 @@
 //!
 //! `JsonBody` reads JSON whatever the `Content-Type` says: the published examples use
 //! `curl -d '{…}'`, which sends `application/x-www-form-urlencoded`, and those must work. Its
-//! errors name the offending field (`destinations[0].host_id: invalid type …`).
+//! errors name the offending field (`destinations[0].host_id: invalid type …`). `FormBody`
+//! likewise reads a form whatever the `Content-Type` (PowerShell's `Invoke-RestMethod` sends a
+//! string body with none), and JSON when the client says it is JSON.
 
 use axum::{
     body::Bytes,
@@ -24,15 +26,46 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            match rejection.status() {
-                StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge {
-                    limit: BODY_LIMIT_BYTES,
-                },
-                _ => ApiError::bad_request("INVALID_BODY", rejection.body_text()),
-            }
-        })?;
-        parse_json(&bytes).map(JsonBody)
+        parse_json(&body_bytes(req, state).await?).map(JsonBody)
+    }
+}
+
+async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, state)
+        .await
+        .map_err(|rejection| match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge {
+                limit: BODY_LIMIT_BYTES,
+            },
+            _ => ApiError::bad_request("INVALID_BODY", rejection.body_text()),
+        })
+}
+
+/// A form body (`username=…&password=…`), as login takes; JSON when the `Content-Type` says so.
+pub struct FormBody<T>(pub T);
+
+impl<S, T> FromRequest<S> for FormBody<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let json = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim_start().starts_with("application/json"));
+        let bytes = body_bytes(req, state).await?;
+        if json {
+            return parse_json(&bytes).map(FormBody);
+        }
+        serde_urlencoded::from_bytes(&bytes)
+            .map(FormBody)
+            .map_err(|err| {
+                ApiError::bad_request("INVALID_FIELD", format!("the form is not valid: {err}"))
+            })
     }
 }
 
@@ -73,11 +106,6 @@ pub struct PathParams<T>(pub T);
 #[derive(FromRequestParts)]
 #[from_request(via(axum::extract::Query), rejection(ApiError))]
 pub struct QueryParams<T>(pub T);
-
-/// A form body (`application/x-www-form-urlencoded`), as login takes.
-#[derive(FromRequest)]
-#[from_request(via(axum::extract::Form), rejection(ApiError))]
-pub struct FormBody<T>(pub T);
 
 #[cfg(test)]
 mod tests {

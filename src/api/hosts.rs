@@ -292,8 +292,15 @@ async fn get_database(
     PathParams((host_id, db_id)): PathParams<(String, String)>,
 ) -> Result<Json<DatabaseView>, ApiError> {
     require_host(&state, &host_id).await?;
-    let reported = state.store.get_database(&host_id, &db_id).await?;
-    let echo_db = state.store.get_echo_db(&host_id, &db_id).await?;
+    let mut reported = state.store.get_database(&host_id, &db_id).await?;
+    let mut echo_db = state.store.get_echo_db(&host_id, &db_id).await?;
+    if reported.is_some() {
+        // The host's database by that id, whatever echo DB once had it.
+        echo_db = echo_db.filter(|echo| echo.db_id == db_id);
+    } else if let Some(echo) = &echo_db {
+        // An echo DB found by the id it had before a refresh: shown as it is now.
+        reported = state.store.get_database(&host_id, &echo.db_id).await?;
+    }
     let db = with_detached(reported.into_iter().collect(), echo_db.as_slice())
         .into_iter()
         .next()

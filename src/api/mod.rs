@@ -11,6 +11,7 @@ pub mod context;
 mod echo;
 pub mod error;
 pub mod extract;
+mod flex;
 mod health;
 mod hosts;
 mod tasks;
@@ -60,6 +61,7 @@ pub fn router(state: AppState) -> Router {
     let mut api = Router::new()
         .nest("/api/v1", hosts::database_routes())
         .merge(auth::app_token_routes())
+        .merge(flex::routes())
         .merge(echo::routes());
     for prefix in HOST_PREFIXES {
         api = api.nest(prefix, hosts::routes());

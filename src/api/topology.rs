@@ -17,7 +17,7 @@ use serde::Serialize;
 use super::{AppState, error::ApiError, hosts::with_detached};
 use crate::{
     clock::now_ts,
-    model::{ConsistencyLevel, FileKind, SdpHostName, serial_for_path},
+    model::{ConsistencyLevel, FileKind, SdpHostName, SourceDb, serial_for_path},
     store::{DatabaseRecord, DbSnapshotRecord, EchoDbRecord, HostRecord},
 };
 
@@ -88,6 +88,13 @@ struct SnapshotRef<'a> {
     timestamp: i64,
     consistency_level: ConsistencyLevel,
     deletable: bool,
+    /// The ids of the databases the snapshot holds (clients pick a snapshot by them).
+    #[serde(rename = "db_ids", serialize_with = "db_ids")]
+    databases: &'a [SourceDb],
+}
+
+fn db_ids<S: serde::Serializer>(databases: &[SourceDb], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(databases.iter().map(|db| db.db_id.as_str()))
 }
 
 #[derive(Serialize)]
@@ -121,6 +128,7 @@ impl<'a> EchoFacts<'a> {
                         timestamp: snapshot.created_ts,
                         consistency_level: snapshot.consistency_level,
                         deletable: !in_use.contains_key(snapshot.id.as_str()),
+                        databases: &snapshot.databases,
                     });
             }
         }

@@ -71,6 +71,8 @@ pub struct EchoDbRecord {
     pub task_id: String,
     pub created_ts: i64,
     pub volumes: Vec<EchoVolume>,
+    /// Ids it had on its host before a refresh attached it under a new one, oldest first.
+    pub former_db_ids: Vec<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -85,14 +87,18 @@ struct EchoDbRow {
     task_id: String,
     created_ts: i64,
     volumes: String,
+    former_db_ids: String,
 }
 
 impl TryFrom<EchoDbRow> for EchoDbRecord {
     type Error = StoreError;
 
     fn try_from(row: EchoDbRow) -> StoreResult<EchoDbRecord> {
-        let volumes = serde_json::from_str(&row.volumes)
-            .map_err(|e| corrupt("echo_dbs", &format!("{}/{}", row.host_id, row.db_id), e))?;
+        let key = || format!("{}/{}", row.host_id, row.db_id);
+        let volumes =
+            serde_json::from_str(&row.volumes).map_err(|e| corrupt("echo_dbs", &key(), e))?;
+        let former_db_ids =
+            serde_json::from_str(&row.former_db_ids).map_err(|e| corrupt("echo_dbs", &key(), e))?;
         Ok(EchoDbRecord {
             host_id: row.host_id,
             db_id: row.db_id,
@@ -104,6 +110,7 @@ impl TryFrom<EchoDbRow> for EchoDbRecord {
             task_id: row.task_id,
             created_ts: row.created_ts,
             volumes,
+            former_db_ids,
         })
     }
 }
@@ -117,7 +124,7 @@ macro_rules! snapshot_columns {
 macro_rules! echo_columns {
     () => {
         "host_id, db_id, name, snapshot_id, src_host_id, src_db_id, src_db_name, task_id, \
-         created_ts, volumes"
+         created_ts, volumes, former_db_ids"
     };
 }
 
@@ -189,11 +196,12 @@ impl Store {
 
     pub async fn insert_echo_db(&self, e: &EchoDbRecord) -> StoreResult<()> {
         let volumes = to_json("echo_dbs", &e.db_id, &e.volumes)?;
+        let former_db_ids = to_json("echo_dbs", &e.db_id, &e.former_db_ids)?;
         in_write_tx!(self, |tx| {
             sqlx::query(concat!(
                 "INSERT INTO echo_dbs (",
                 echo_columns!(),
-                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
                  ON CONFLICT (host_id, db_id) DO NOTHING"
             ))
             .bind(&e.host_id)
@@ -206,13 +214,30 @@ impl Store {
             .bind(&e.task_id)
             .bind(e.created_ts)
             .bind(&volumes)
+            .bind(&former_db_ids)
             .execute(&mut *tx)
             .await?;
             Ok(())
         })
     }
 
+    /// The echo DB with this id on the host: its current id, or else an id it had before a
+    /// refresh (an echo DB holding the id now wins over one that held it before).
     pub async fn get_echo_db(
+        &self,
+        host_id: &str,
+        db_id: &str,
+    ) -> StoreResult<Option<EchoDbRecord>> {
+        if let Some(current) = self.get_echo_db_now(host_id, db_id).await? {
+            return Ok(Some(current));
+        }
+        let on_host = self.list_echo_dbs_on(host_id).await?;
+        Ok(on_host
+            .into_iter()
+            .find(|e| e.former_db_ids.iter().any(|id| id == db_id)))
+    }
+
+    async fn get_echo_db_now(
         &self,
         host_id: &str,
         db_id: &str,

@@ -415,6 +415,23 @@ pub fn record_echo_dbs(cx: &mut EchoCx) -> StepFuture<'_> {
                     sdp_host_id: cx.state.sdp_hosts.get(&c.host_id).map(|h| h.sdp_host_id),
                 })
                 .collect();
+            // A refreshed echo DB stays the same echo DB: first made when it was, and still
+            // found by the id it had if the host gave it a new one.
+            let replaced = cx
+                .state
+                .old_echo
+                .iter()
+                .find(|old| old.host_id == db.host_id && old.name == db.db_name);
+            let mut former_db_ids = replaced
+                .map(|old| old.former_db_ids.clone())
+                .unwrap_or_default();
+            if let Some(old) = replaced
+                && old.db_id != db.db_id
+                && !former_db_ids.contains(&old.db_id)
+            {
+                former_db_ids.push(old.db_id.clone());
+            }
+            former_db_ids.retain(|id| id != &db.db_id);
             cx.store()
                 .insert_echo_db(&EchoDbRecord {
                     host_id: db.host_id.clone(),
@@ -425,8 +442,11 @@ pub fn record_echo_dbs(cx: &mut EchoCx) -> StepFuture<'_> {
                     src_db_id: destination.db_id.clone(),
                     src_db_name: source_name.clone(),
                     task_id: cx.task.request_id.clone(),
-                    created_ts: now_ts(),
+                    created_ts: replaced
+                        .and_then(|old| old.created_ts)
+                        .unwrap_or_else(now_ts),
                     volumes,
+                    former_db_ids,
                 })
                 .await?;
             cloned_dbs.push(ClonedDb {

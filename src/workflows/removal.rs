@@ -19,6 +19,11 @@ pub struct OldEcho {
     pub name: String,
     pub src_db_id: String,
     pub volumes: Vec<EchoVolume>,
+    /// What a refresh carries over to the new copy: when it was first made, and its ids.
+    #[serde(default)]
+    pub created_ts: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub former_db_ids: Vec<String>,
 }
 
 impl From<&EchoDbRecord> for OldEcho {
@@ -29,6 +34,8 @@ impl From<&EchoDbRecord> for OldEcho {
             name: record.name.clone(),
             src_db_id: record.src_db_id.clone(),
             volumes: record.volumes.clone(),
+            created_ts: Some(record.created_ts),
+            former_db_ids: record.former_db_ids.clone(),
         }
     }
 }

@@ -34,6 +34,7 @@ crate::wire_enum! {
         InvalidDbName = "INVALID_DB_NAME",
         NoDatabases = "NO_DATABASES",
         NoDestinations = "NO_DESTINATIONS",
+        KeepBackupUnsupported = "KEEP_BACKUP_NOT_SUPPORTED",
     }
 }
 
@@ -55,7 +56,8 @@ impl IssueCode {
             | IssueCode::InvalidTargetState
             | IssueCode::InvalidDbName
             | IssueCode::NoDatabases
-            | IssueCode::NoDestinations => 400,
+            | IssueCode::NoDestinations
+            | IssueCode::KeepBackupUnsupported => 400,
         }
     }
 

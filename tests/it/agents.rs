@@ -201,10 +201,10 @@ async fn hosts_turn_connected_with_their_facts_and_databases(backend: Backend) {
     assert_eq!(hr["files"][0]["volume_group_id"], hr_volume.volume_group);
     assert_eq!(hr["files"][0]["volume_group_name"], "src-vg-2");
     assert_eq!(hr["files"][0]["sdp_id"], "134409");
+    // No SDP host object for the source, but its files are on the SDP: it is listed as itself.
     assert_eq!(
         entry["sdps"],
-        json!([]),
-        "no SDP host object for the source yet"
+        json!([{"sdp_id": "134409", "host_name": entry["host"]["name"]}]),
     );
     assert_eq!(hr["db_snapshot_allowed"], true);
 }

@@ -237,6 +237,13 @@ async fn the_server_matches_openapi_yaml() {
         .await;
     c.check(&get, "/metrics", c.request(&get, "/metrics", None))
         .await;
+    for core in [
+        "/api/v2/flex/info",
+        "/api/v1/version",
+        "/api/v1/pages/dashboard",
+    ] {
+        c.check(&get, core, c.admin(&get, core)).await;
+    }
 
     // No hosts at all is a 204: only a server without the rig's hosts can show it.
     let empty = TestServer::start(Backend::Sqlite).await;
@@ -662,9 +669,12 @@ async fn echo_operations(c: &mut Checker<'_>, echo: &Echo) {
     let request = bad_json(c, &post, &path);
     c.check(&post, check, request).await;
 
-    // Refresh and its alias: c1 and c3 on dev-01 get the newer snapshot.
-    for (verb, echo_db) in [("_refresh", "c1"), ("_replace", "c3")] {
-        let template = format!("/api/echo/v1/hosts/{{host_id}}/databases/{verb}");
+    // Refresh and its alias on every family: c1 and c3 on dev-01 get the newer snapshot.
+    let refreshes = ["/api/echo/v1", "/api/ocie/v1", "/flex/api/v1"]
+        .into_iter()
+        .flat_map(|family| [(family, "_refresh", "c1"), (family, "_replace", "c3")]);
+    for (family, verb, echo_db) in refreshes {
+        let template = format!("{family}/hosts/{{host_id}}/databases/{verb}");
         let path = template.replace("{host_id}", "dev-01");
         let newer = if echo_db == "c1" { &snap_c } else { &snap_b };
         run(
@@ -682,6 +692,14 @@ async fn echo_operations(c: &mut Checker<'_>, echo: &Echo) {
             &template,
             &path,
             json!({"snapshot_id": newer, "db_names": [echo_db], "target_state": "asleep"}),
+        )
+        .await;
+        send(
+            c,
+            &post,
+            &template,
+            &path,
+            json!({"snapshot_id": newer, "db_names": [echo_db], "keep_backup": true}),
         )
         .await;
         send(

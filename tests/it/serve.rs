@@ -139,6 +139,8 @@ async fn the_demo_serves_https_with_connected_hosts_and_clones_end_to_end() {
         .args(["demo", "--tls", "--listen", &format!("127.0.0.1:{port}")])
         .args(["--sdp-listen", &format!("127.0.0.1:{sdp_port}")])
         .env_remove("FLEX_ADMIN_TOKEN")
+        .env_remove("FLEX_ADMIN_USER")
+        .env_remove("FLEX_ADMIN_PASSWORD")
         .env("FLEX_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -161,11 +163,17 @@ async fn the_demo_serves_https_with_connected_hosts_and_clones_end_to_end() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let stdout = child.stdout.take().unwrap();
-    let token = tokio::task::spawn_blocking(move || {
-        BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .find_map(|line| line.strip_prefix("Admin token: ").map(str::to_owned))
+    let (token, login) = tokio::task::spawn_blocking(move || {
+        let mut token = None;
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(printed) = line.strip_prefix("Admin token: ") {
+                token = Some(printed.to_owned());
+            }
+            if let Some(printed) = line.strip_prefix("Login:") {
+                return (token, Some(printed.trim().to_owned()));
+            }
+        }
+        (token, None)
     })
     .await
     .unwrap();
@@ -180,6 +188,37 @@ async fn the_demo_serves_https_with_connected_hosts_and_clones_end_to_end() {
         panic!("the demo never became ready");
     }
     let token = token.expect("the demo prints its admin token");
+    // "user demo, password XXXX (POST …)": the login-first tools get in with it.
+    let login = login.expect("the demo prints its login");
+    let password = login
+        .split("password ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap();
+    assert!(login.starts_with("user demo,"), "{login}");
+    let session: serde_json::Value = http
+        .post(format!("{base}/api/v1/auth/local/login"))
+        .body(format!("password={password}&username=demo"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let session = session["access_token"]
+        .as_str()
+        .expect("logged in")
+        .to_owned();
+    let dashboard: serde_json::Value = http
+        .get(format!("{base}/api/v1/pages/dashboard"))
+        .bearer_auth(&session)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(dashboard["k2xs"][0]["state"], "ONLINE", "{dashboard}");
 
     // Ready means: the three hosts are registered and connected, the source with 2 databases.
     let topology: serde_json::Value = http

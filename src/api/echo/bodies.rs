@@ -108,6 +108,10 @@ pub struct RefreshBody {
     pub db_names: Vec<String>,
     #[serde(default)]
     pub target_state: Option<String>,
+    /// The PowerShell module sends `false`. Flex keeps no copy of the replaced database, so
+    /// `true` is refused rather than silently ignored.
+    #[serde(default)]
+    pub keep_backup: bool,
 }
 
 const DEFAULT_NAME_PREFIX: &str = "snap";

@@ -145,6 +145,13 @@ async fn refresh_issues(
     body: RefreshBody,
 ) -> Result<(RefreshRequest, Vec<Issue>), ApiError> {
     let mut issues = Vec::new();
+    if body.keep_backup {
+        issues.push(Issue::new(
+            IssueCode::KeepBackupUnsupported,
+            "keep_backup: true is not supported: a refresh replaces the echo DB and keeps no \
+             copy of it; take a db snapshot first to keep one",
+        ));
+    }
     let request = RefreshRequest {
         target_state: target_state(body.target_state, &mut issues),
         host_id,

@@ -26,11 +26,10 @@ pub fn routes() -> Router<AppState> {
     let clone_check = post(clones::validate_clone).delete(clones::validate_delete_echo_db);
     let list_or_snapshot = get(snapshots::list_snapshots).post(snapshots::create_snapshot);
     let import = post(clones::import_snapshot);
-    let refresh = post(clones::refresh);
-    let refresh_check = post(clones::validate_refresh);
     Router::new()
         // Seed generation.
         .route("/flex/api/v1/ocie/clone", clone.clone())
+        .merge(refresh_routes("/flex/api/v1"))
         .route(
             "/flex/api/v1/db_snapshots",
             post(snapshots::create_snapshot),
@@ -64,27 +63,29 @@ pub fn routes() -> Router<AppState> {
             "/api/echo/v1/db_snapshots/{id}/echo_db/__validate",
             post(clones::validate_import),
         )
-        .route(
-            "/api/echo/v1/hosts/{host_id}/databases/_refresh",
-            refresh.clone(),
-        )
-        .route("/api/echo/v1/hosts/{host_id}/databases/_replace", refresh)
-        .route(
-            "/api/echo/v1/hosts/{host_id}/databases/_refresh/__validate",
-            refresh_check.clone(),
-        )
-        .route(
-            "/api/echo/v1/hosts/{host_id}/databases/_replace/__validate",
-            refresh_check,
-        )
+        .merge(refresh_routes("/api/echo/v1"))
         // Legacy aliases.
         .route("/api/ocie/v1/clone", clone)
+        .merge(refresh_routes("/api/ocie/v1"))
         .route("/api/ocie/v1/db_snapshots", list_or_snapshot)
         .route(
             "/api/ocie/v1/db_snapshots/{id}",
             delete(snapshots::delete_snapshot_task),
         )
         .route("/api/ocie/v1/db_snapshots/{id}/clone", import)
+}
+
+/// Refresh under a prefix: `_refresh` and its older name `_replace`, each with its dry run.
+fn refresh_routes(prefix: &str) -> Router<AppState> {
+    let mut routes = Router::new();
+    for verb in ["_refresh", "_replace"] {
+        let path = format!("{prefix}/hosts/{{host_id}}/databases/{verb}");
+        routes = routes.route(&path, post(clones::refresh)).route(
+            &format!("{path}/__validate"),
+            post(clones::validate_refresh),
+        );
+    }
+    routes
 }
 
 fn checker(state: &AppState) -> Checker<'_> {

@@ -228,8 +228,27 @@ async fn attach(shared: &Arc<Shared>, args: Attach) -> Outcome {
         let message = format!("a database named '{}' exists", args.db_name);
         return (Err(failure("DB_NAME_IN_USE", message, false)), None);
     }
-    let db_id = state.next_db_id.to_string();
-    state.next_db_id += 1;
+    let db_id = match shared.config.database_ids {
+        super::DatabaseIds::LowestFree => {
+            let in_use: std::collections::HashSet<u64> = state
+                .databases
+                .iter()
+                .filter_map(|db| db.id.parse().ok())
+                .collect();
+            // Among n databases one of the first n + 1 ids is free.
+            let candidates =
+                super::FIRST_USER_DATABASE_ID..=super::FIRST_USER_DATABASE_ID + in_use.len() as u64;
+            candidates
+                .into_iter()
+                .find(|id| !in_use.contains(id))
+                .unwrap_or(u64::MAX)
+        }
+        super::DatabaseIds::Ascending => {
+            state.next_db_id += 1;
+            state.next_db_id - 1
+        }
+    }
+    .to_string();
     let mut mount_points: Vec<MountPoint> = Vec::new();
     let mut inventory_files = Vec::new();
     for (n, file) in args.files.iter().enumerate() {

@@ -152,7 +152,23 @@ pub struct AgentEmulatorConfig {
     pub freeze_window: Duration,
     pub reconnect_delay: Duration,
     pub faults: AgentFaults,
+    /// How an attached database gets its id.
+    pub database_ids: DatabaseIds,
 }
+
+/// How the host numbers the databases it attaches.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DatabaseIds {
+    /// As SQL Server does: the lowest `database_id` not in use, above the system databases
+    /// (so a database detached and attached again normally gets its old id back).
+    #[default]
+    LowestFree,
+    /// Always a new, higher id (as when other databases took the free ones in between).
+    Ascending,
+}
+
+/// SQL Server's system databases hold ids 1 to 4.
+const FIRST_USER_DATABASE_ID: u64 = 5;
 
 impl AgentEmulatorConfig {
     pub fn new(flex_url: &str, host_id: &str, token: &str) -> AgentEmulatorConfig {
@@ -167,6 +183,7 @@ impl AgentEmulatorConfig {
             freeze_window: Duration::from_secs(10),
             reconnect_delay: Duration::from_millis(200),
             faults: AgentFaults::default(),
+            database_ids: DatabaseIds::default(),
         }
     }
 }
@@ -270,8 +287,7 @@ impl AgentEmulator {
             .iter()
             .filter_map(|db| db.id.parse::<u64>().ok())
             .max()
-            .unwrap_or(4)
-            + 1;
+            .map_or(FIRST_USER_DATABASE_ID, |max| max + 1);
         let shared = Arc::new(Shared {
             state: Mutex::new(HostState {
                 databases,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use flex::{
     emulators::{
-        agent::{AgentEmulator, AgentEmulatorConfig},
+        agent::{AgentEmulator, AgentEmulatorConfig, DatabaseIds},
         sdp::{ArrayState, SdpEmulator, SdpEmulatorConfig},
     },
     model::LedgerKind,
@@ -30,6 +30,8 @@ pub struct Options {
     /// test can cut.
     pub database_port: Option<u16>,
     pub db_acquire_timeout: Duration,
+    /// How the destination hosts number the databases they attach.
+    pub dest_database_ids: DatabaseIds,
 }
 
 impl Default for Options {
@@ -43,6 +45,7 @@ impl Default for Options {
             sdp_request_timeout: Duration::from_secs(30),
             database_port: None,
             db_acquire_timeout: flex::defaults::DB_ACQUIRE_TIMEOUT,
+            dest_database_ids: DatabaseIds::default(),
         }
     }
 }
@@ -105,6 +108,7 @@ impl Echo {
             if host_id != "src-01" {
                 config.faults.reply_delay = options.dest_reply_delay;
                 config.faults.disconnect_after_commands = options.dest_disconnect_after;
+                config.database_ids = options.dest_database_ids;
             }
             echo.agents
                 .push(AgentEmulator::start(config).await.unwrap());
