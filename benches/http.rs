@@ -125,6 +125,7 @@ async fn seed(url: &str) -> String {
                         sdp_snapshot_id: s as u64,
                     }],
                     databases: members.clone(),
+                    schedule_id: None,
                 })
                 .await
                 .unwrap();

@@ -43,6 +43,8 @@ pub struct Config {
     pub ready_gate: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
     /// What bounds the connections the server holds.
     pub limits: Limits,
+    /// How often expired echo DBs and due snapshot schedules are looked for.
+    pub expiry_check: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -72,6 +74,7 @@ impl Config {
                 max_connections: defaults::MAX_CONNECTIONS,
                 header_read_timeout: defaults::HEADER_READ_TIMEOUT,
             },
+            expiry_check: defaults::EXPIRY_CHECK,
         }
     }
 }
@@ -160,6 +163,10 @@ pub struct ServeArgs {
     /// Seconds within which a request's headers must have arrived.
     #[arg(long, env = "FLEX_HEADER_READ_TIMEOUT_SECS", default_value_t = defaults::HEADER_READ_TIMEOUT.as_secs())]
     pub header_read_timeout_secs: u64,
+
+    /// Seconds between looks for expired echo DBs and due snapshot schedules.
+    #[arg(long, env = "FLEX_EXPIRY_CHECK_SECS", default_value_t = defaults::EXPIRY_CHECK.as_secs())]
+    pub expiry_check_secs: u64,
 }
 
 fn millis(duration: Duration) -> u64 {
@@ -241,6 +248,7 @@ impl ServeArgs {
                 max_connections: self.max_connections.max(1),
                 header_read_timeout: Duration::from_secs(self.header_read_timeout_secs.max(1)),
             },
+            expiry_check: Duration::from_secs(self.expiry_check_secs.max(1)),
         }
     }
 }

@@ -23,5 +23,7 @@ pub const FREEZE_WINDOW: Duration = Duration::from_secs(10);
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections served at once: agents' sockets, pipelines and people together.
 pub const MAX_CONNECTIONS: usize = 20_000;
+/// How often each replica looks for expired echo DBs and due snapshot schedules.
+pub const EXPIRY_CHECK: Duration = Duration::from_secs(30);
 /// A request's headers must arrive within this long (a client that trickles them is cut off).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);

@@ -6,6 +6,7 @@
 pub mod agents;
 pub mod api;
 pub mod auth;
+pub mod automation;
 pub mod clock;
 pub mod config;
 pub mod defaults;
@@ -91,6 +92,7 @@ pub async fn run(
         agents: agents.clone(),
         metrics: metrics.clone(),
         freeze_window: config.freeze_window,
+        instance_id: config.instance_id.clone(),
     });
     let executor = executor::Executor::new(
         store.clone(),
@@ -100,6 +102,12 @@ pub async fn run(
         metrics.clone(),
     );
     executor.start().await?;
+    let automation = automation::Automation::start(
+        store.clone(),
+        executor.waker(),
+        config.instance_id.clone(),
+        config.expiry_check,
+    );
     let tls = config.tls.clone();
     let limits = config.limits.clone();
     let state = api::AppState {
@@ -118,6 +126,7 @@ pub async fn run(
     let hub = agents.clone();
     let shutdown = async move {
         shutdown.await;
+        automation.stop().await;
         executor.drain().await;
         hub.shutdown().await;
     };

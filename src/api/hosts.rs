@@ -18,7 +18,7 @@ use super::{
 use crate::{
     auth::{self, TokenSpec},
     clock::now_ts,
-    model::{DatabaseFile, MountPoint},
+    model::{DatabaseFile, Lifecycle, MountPoint},
     store::{DatabaseRecord, DeleteHostOutcome, EchoDbRecord, HostRecord, NewHost, TokenKind},
 };
 
@@ -215,6 +215,9 @@ pub struct DatabaseView {
     pub status: String,
     pub mssql: MssqlDetails,
     pub mount_points: Vec<MountPoint>,
+    /// An echo DB's `expires_ts`, `ttl_secs` and `protected`; absent on other databases.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub lifecycle: Option<Lifecycle>,
 }
 
 #[derive(Serialize)]
@@ -223,8 +226,13 @@ pub struct MssqlDetails {
 }
 
 impl DatabaseView {
-    fn new(db: DatabaseRecord) -> DatabaseView {
+    fn new(db: DatabaseRecord, echo_dbs: &[EchoDbRecord]) -> DatabaseView {
+        let lifecycle = echo_dbs
+            .iter()
+            .find(|echo| echo.host_id == db.host_id && echo.db_id == db.db_id)
+            .map(|echo| echo.lifecycle);
         DatabaseView {
+            lifecycle,
             id: db.db_id,
             host_id: db.host_id,
             name: db.name,
@@ -236,7 +244,7 @@ impl DatabaseView {
     }
 }
 
-async fn require_host(state: &AppState, host_id: &str) -> Result<(), ApiError> {
+pub async fn require_host(state: &AppState, host_id: &str) -> Result<(), ApiError> {
     match state.store.get_host(host_id).await? {
         Some(_) => Ok(()),
         None => Err(host_not_found(host_id)),
@@ -284,14 +292,29 @@ async fn list_databases(
     let inventory = state.store.list_databases(&host_id).await?;
     let echo_dbs = state.store.list_echo_dbs_on(&host_id).await?;
     let databases = with_detached(inventory, &echo_dbs);
-    Ok(Json(databases.into_iter().map(DatabaseView::new).collect()))
+    Ok(Json(
+        databases
+            .into_iter()
+            .map(|db| DatabaseView::new(db, &echo_dbs))
+            .collect(),
+    ))
 }
 
 async fn get_database(
     State(state): State<AppState>,
     PathParams((host_id, db_id)): PathParams<(String, String)>,
 ) -> Result<Json<DatabaseView>, ApiError> {
-    require_host(&state, &host_id).await?;
+    Ok(Json(database_view(&state, &host_id, &db_id).await?))
+}
+
+/// One database of a host as the API shows it: by its id, or an echo DB by an id it had.
+pub async fn database_view(
+    state: &AppState,
+    host_id: &str,
+    db_id: &str,
+) -> Result<DatabaseView, ApiError> {
+    let (host_id, db_id) = (host_id.to_owned(), db_id.to_owned());
+    require_host(state, &host_id).await?;
     let mut reported = state.store.get_database(&host_id, &db_id).await?;
     let mut echo_db = state.store.get_echo_db(&host_id, &db_id).await?;
     if reported.is_some() {
@@ -310,7 +333,7 @@ async fn get_database(
                 format!("database '{db_id}' is not on host '{host_id}'"),
             )
         })?;
-    Ok(Json(DatabaseView::new(db)))
+    Ok(DatabaseView::new(db, echo_db.as_slice()))
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use serde::Serialize;
 use super::{AppState, error::ApiError, hosts::with_detached};
 use crate::{
     clock::now_ts,
-    model::{ConsistencyLevel, FileKind, SdpHostName, SourceDb, serial_for_path},
+    model::{ConsistencyLevel, FileKind, Lifecycle, SdpHostName, SourceDb, serial_for_path},
     store::{DatabaseRecord, DbSnapshotRecord, EchoDbRecord, HostRecord},
 };
 
@@ -65,6 +65,9 @@ struct DatabaseView<'a> {
     db_snapshot_allowed: bool,
     db_snapshot_disallowed_reason: String,
     parent: Option<&'a Parent<'a>>,
+    /// An echo DB's `expires_ts`, `ttl_secs` and `protected`.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    lifecycle: Option<Lifecycle>,
 }
 
 /// A file as the agent reported it, with the SDP columns joined when its inventory arrived.
@@ -109,6 +112,7 @@ struct Parent<'a> {
 struct EchoFacts<'a> {
     snapshots: HashMap<(&'a str, &'a str), Vec<SnapshotRef<'a>>>,
     parents: HashMap<(&'a str, &'a str), Parent<'a>>,
+    lifecycles: HashMap<(&'a str, &'a str), Lifecycle>,
 }
 
 impl<'a> EchoFacts<'a> {
@@ -145,9 +149,14 @@ impl<'a> EchoFacts<'a> {
                 )
             })
             .collect();
+        let lifecycles = echo_dbs
+            .iter()
+            .map(|echo| ((echo.host_id.as_str(), echo.db_id.as_str()), echo.lifecycle))
+            .collect();
         EchoFacts {
             snapshots: by_db,
             parents,
+            lifecycles,
         }
     }
 }
@@ -265,5 +274,9 @@ fn database_view<'a>(
         parent: echo
             .parents
             .get(&(host.host_id.as_str(), db.db_id.as_str())),
+        lifecycle: echo
+            .lifecycles
+            .get(&(host.host_id.as_str(), db.db_id.as_str()))
+            .copied(),
     }
 }

@@ -86,3 +86,28 @@ pub struct EchoVolume {
     #[serde(default)]
     pub sdp_host_id: Option<u64>,
 }
+
+/// When an echo DB goes away by itself, and whether it may be taken away at all.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lifecycle {
+    /// Epoch seconds after which Flex deletes it; `None`: never.
+    #[serde(default)]
+    pub expires_ts: Option<i64>,
+    /// What a keep-alive adds to now when it names no ttl of its own.
+    #[serde(default)]
+    pub ttl_secs: Option<i64>,
+    /// Refuses every delete (and a refresh) and never expires.
+    #[serde(default)]
+    pub protected: bool,
+}
+
+impl Lifecycle {
+    /// A new echo DB's: it expires `ttl_secs` from `now` when given one.
+    pub fn starting(now: i64, ttl_secs: Option<i64>, protected: bool) -> Lifecycle {
+        Lifecycle {
+            expires_ts: ttl_secs.map(|ttl| now + ttl),
+            ttl_secs,
+            protected,
+        }
+    }
+}

@@ -8,7 +8,8 @@ mod inventory;
 mod task;
 
 pub use echo::{
-    ConsistencyLevel, EchoVolume, LedgerKind, SourceDb, SourceFile, TargetState, VgSnapshot,
+    ConsistencyLevel, EchoVolume, LedgerKind, Lifecycle, SourceDb, SourceFile, TargetState,
+    VgSnapshot,
 };
 pub use inventory::{
     DatabaseFile, FileKind, HostFacts, InventoryDatabase, InventoryFile, MountPoint, SdpHostName,

@@ -3,7 +3,7 @@
 //! into their typed documents here; a row that does not parse is an error naming it.
 
 use super::{Store, StoreError, StoreResult, corrupt, in_write_tx, on_reader};
-use crate::model::{ConsistencyLevel, EchoVolume, SourceDb, VgSnapshot};
+use crate::model::{ConsistencyLevel, EchoVolume, Lifecycle, SourceDb, VgSnapshot};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct DbSnapshotRecord {
@@ -18,6 +18,8 @@ pub struct DbSnapshotRecord {
     pub task_id: String,
     pub vg_snapshots: Vec<VgSnapshot>,
     pub databases: Vec<SourceDb>,
+    /// The snapshot schedule it was taken for, whose retention may delete it.
+    pub schedule_id: Option<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -33,6 +35,7 @@ struct DbSnapshotRow {
     task_id: String,
     vg_snapshots: String,
     databases: String,
+    schedule_id: Option<String>,
 }
 
 impl TryFrom<DbSnapshotRow> for DbSnapshotRecord {
@@ -55,6 +58,7 @@ impl TryFrom<DbSnapshotRow> for DbSnapshotRecord {
             is_vss_based: row.is_vss_based != 0,
             created_ts: row.created_ts,
             task_id: row.task_id,
+            schedule_id: row.schedule_id,
         })
     }
 }
@@ -73,6 +77,9 @@ pub struct EchoDbRecord {
     pub volumes: Vec<EchoVolume>,
     /// Ids it had on its host before a refresh attached it under a new one, oldest first.
     pub former_db_ids: Vec<String>,
+    pub lifecycle: Lifecycle,
+    /// The delete Flex started when it expired (set by [`Store::create_task`]'s guard).
+    pub expiry_task_id: Option<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -88,6 +95,10 @@ struct EchoDbRow {
     created_ts: i64,
     volumes: String,
     former_db_ids: String,
+    expires_ts: Option<i64>,
+    ttl_secs: Option<i64>,
+    protected: i64,
+    expiry_task_id: Option<String>,
 }
 
 impl TryFrom<EchoDbRow> for EchoDbRecord {
@@ -111,6 +122,12 @@ impl TryFrom<EchoDbRow> for EchoDbRecord {
             created_ts: row.created_ts,
             volumes,
             former_db_ids,
+            lifecycle: Lifecycle {
+                expires_ts: row.expires_ts,
+                ttl_secs: row.ttl_secs,
+                protected: row.protected != 0,
+            },
+            expiry_task_id: row.expiry_task_id,
         })
     }
 }
@@ -118,13 +135,13 @@ impl TryFrom<EchoDbRow> for EchoDbRecord {
 macro_rules! snapshot_columns {
     () => {
         "id, host_id, host_name, sdp_id, consistency_level, db_engine_version, is_vss_based, \
-         created_ts, task_id, vg_snapshots, databases"
+         created_ts, task_id, vg_snapshots, databases, schedule_id"
     };
 }
 macro_rules! echo_columns {
     () => {
         "host_id, db_id, name, snapshot_id, src_host_id, src_db_id, src_db_name, task_id, \
-         created_ts, volumes, former_db_ids"
+         created_ts, volumes, former_db_ids, expires_ts, ttl_secs, protected, expiry_task_id"
     };
 }
 
@@ -141,7 +158,7 @@ impl Store {
             sqlx::query(concat!(
                 "INSERT INTO db_snapshots (",
                 snapshot_columns!(),
-                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (id) DO NOTHING"
+                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (id) DO NOTHING"
             ))
             .bind(&s.id)
             .bind(&s.host_id)
@@ -154,6 +171,7 @@ impl Store {
             .bind(&s.task_id)
             .bind(&vg_snapshots)
             .bind(&databases)
+            .bind(&s.schedule_id)
             .execute(&mut *tx)
             .await?;
             Ok(())
@@ -201,7 +219,7 @@ impl Store {
             sqlx::query(concat!(
                 "INSERT INTO echo_dbs (",
                 echo_columns!(),
-                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
                  ON CONFLICT (host_id, db_id) DO NOTHING"
             ))
             .bind(&e.host_id)
@@ -215,6 +233,10 @@ impl Store {
             .bind(e.created_ts)
             .bind(&volumes)
             .bind(&former_db_ids)
+            .bind(e.lifecycle.expires_ts)
+            .bind(e.lifecycle.ttl_secs)
+            .bind(i64::from(e.lifecycle.protected))
+            .bind(&e.expiry_task_id)
             .execute(&mut *tx)
             .await?;
             Ok(())
@@ -291,5 +313,63 @@ impl Store {
                 .rows_affected();
             Ok(deleted > 0)
         })
+    }
+
+    /// Sets an echo DB's expiry and protection; false when there is no such echo DB.
+    pub async fn set_lifecycle(
+        &self,
+        host_id: &str,
+        db_id: &str,
+        lifecycle: Lifecycle,
+    ) -> StoreResult<bool> {
+        in_write_tx!(self, |tx| {
+            let changed = sqlx::query(
+                "UPDATE echo_dbs SET expires_ts = $1, ttl_secs = $2, protected = $3 \
+                 WHERE host_id = $4 AND db_id = $5",
+            )
+            .bind(lifecycle.expires_ts)
+            .bind(lifecycle.ttl_secs)
+            .bind(i64::from(lifecycle.protected))
+            .bind(host_id)
+            .bind(db_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            Ok(changed > 0)
+        })
+    }
+
+    /// The unprotected echo DBs whose expiry has passed at `now`, soonest expired first.
+    pub async fn expired_echo_dbs(&self, now: i64) -> StoreResult<Vec<EchoDbRecord>> {
+        let sql = concat!(
+            "SELECT ",
+            echo_columns!(),
+            " FROM echo_dbs WHERE expires_ts IS NOT NULL AND expires_ts <= $1 AND protected = 0 \
+             ORDER BY expires_ts, host_id, db_id"
+        );
+        let rows: Vec<EchoDbRow> = on_reader!(self, |pool| sqlx::query_as(sql)
+            .bind(now)
+            .fetch_all(pool)
+            .await?);
+        rows.into_iter().map(EchoDbRecord::try_from).collect()
+    }
+
+    /// The db snapshots a schedule took, oldest first.
+    pub async fn db_snapshots_of_schedule(
+        &self,
+        schedule_id: &str,
+    ) -> StoreResult<Vec<DbSnapshotRecord>> {
+        let sql = concat!(
+            "SELECT ",
+            snapshot_columns!(),
+            " FROM db_snapshots WHERE schedule_id = $1 ORDER BY created_ts, id"
+        );
+        let rows: Vec<DbSnapshotRow> = on_reader!(self, |pool| {
+            sqlx::query_as(sql)
+                .bind(schedule_id)
+                .fetch_all(pool)
+                .await?
+        });
+        rows.into_iter().map(DbSnapshotRecord::try_from).collect()
     }
 }

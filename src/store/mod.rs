@@ -11,10 +11,12 @@
 
 mod agents;
 mod claims;
+mod creation;
 mod echo;
 mod executor;
 mod hosts;
 mod ledger;
+mod schedules;
 mod tasks;
 mod tokens;
 
@@ -29,10 +31,12 @@ use sqlx::{
 
 pub use agents::{AgentCommandRecord, AgentFacts, OutboxState};
 pub use claims::{Claim, Shared};
+pub use creation::{Creation, IDEMPOTENCY_WINDOW_MS, Idempotency, Once, TaskGuard};
 pub use echo::{DbSnapshotRecord, EchoDbRecord};
 pub use executor::{ClaimedTask, StepLogEntry};
 pub use hosts::{DatabaseRecord, DeleteHostOutcome, HostRecord, NewHost};
 pub use ledger::LedgerEntry;
+pub use schedules::{Cadence, ScheduleRecord};
 pub use tasks::{NewTask, TaskFilter, TaskRecord};
 pub use tokens::{TokenKind, TokenRecord};
 

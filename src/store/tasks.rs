@@ -1,6 +1,6 @@
 //! Tasks: every long operation is a row that clients poll through its `location`.
 
-use super::{Store, StoreResult, corrupt, in_write_tx, on_reader};
+use super::{Store, StoreResult, corrupt, on_reader};
 use crate::model::{CommandType, TaskState};
 
 /// A task as stored and served.
@@ -79,42 +79,12 @@ macro_rules! task_columns {
      ref_id, error, result, location, request"
     };
 }
+pub(super) use task_columns;
 
 impl Store {
+    /// Stores a task unconditionally (see [`Store::create_task`] for the conditional kinds).
     pub async fn insert_task(&self, task: &NewTask) -> StoreResult<()> {
-        let t = &task.record;
-        in_write_tx!(self, |tx| {
-            sqlx::query(concat!(
-                "INSERT INTO tasks (",
-                task_columns!(),
-                ") \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
-            ))
-            .bind(&t.request_id)
-            .bind(t.state.as_str())
-            .bind(t.create_ts)
-            .bind(t.update_ts)
-            .bind(&t.owner)
-            .bind(t.command_type.as_str())
-            .bind(&t.ref_id)
-            .bind(&t.error)
-            .bind(&t.result)
-            .bind(&t.location)
-            .bind(&t.request)
-            .execute(&mut *tx)
-            .await?;
-            for host_id in &task.host_ids {
-                sqlx::query(
-                    "INSERT INTO task_hosts (request_id, host_id) VALUES ($1, $2) \
-                     ON CONFLICT DO NOTHING",
-                )
-                .bind(&t.request_id)
-                .bind(host_id)
-                .execute(&mut *tx)
-                .await?;
-            }
-            Ok(())
-        })
+        self.create_task(task, &super::Once::Always).await.map(drop)
     }
 
     pub async fn get_task(&self, request_id: &str) -> StoreResult<Option<TaskRecord>> {

@@ -31,6 +31,8 @@ pub struct EchoDeps {
     pub metrics: Arc<Metrics>,
     /// Longest time databases may stay frozen for an application-consistent snapshot.
     pub freeze_window: Duration,
+    /// This replica: the owner of the tasks the workflows start (retention's deletes).
+    pub instance_id: String,
 }
 
 /// The checkpoint of an Echo task: what its steps found and made so far. Each workflow fills

@@ -7,13 +7,14 @@ use serde::{Deserialize, Serialize};
 use super::{
     CLONE_APPEAR_TIMEOUT,
     context::EchoCx,
+    removal::OldEcho,
     requests::{ClonedDb, DbId, Destination, EchoRequest, TaskResult},
 };
 use crate::{
     agents::protocol::commands::{Attach, AttachFile, Detach, Rescan},
     clock::now_ts,
     executor::{StepError, StepFuture},
-    model::{EchoVolume, LedgerKind, SourceDb, TargetState, VgSnapshot},
+    model::{EchoVolume, LedgerKind, Lifecycle, SourceDb, TargetState, VgSnapshot},
     store::EchoDbRecord,
 };
 
@@ -432,6 +433,7 @@ pub fn record_echo_dbs(cx: &mut EchoCx) -> StepFuture<'_> {
                 former_db_ids.push(old.db_id.clone());
             }
             former_db_ids.retain(|id| id != &db.db_id);
+            let lifecycle = lifecycle_of(&cx.request, replaced);
             cx.store()
                 .insert_echo_db(&EchoDbRecord {
                     host_id: db.host_id.clone(),
@@ -447,6 +449,8 @@ pub fn record_echo_dbs(cx: &mut EchoCx) -> StepFuture<'_> {
                         .unwrap_or_else(now_ts),
                     volumes,
                     former_db_ids,
+                    lifecycle,
+                    expiry_task_id: None,
                 })
                 .await?;
             cloned_dbs.push(ClonedDb {
@@ -464,6 +468,21 @@ pub fn record_echo_dbs(cx: &mut EchoCx) -> StepFuture<'_> {
             .cloned_dbs = Some(cloned_dbs);
         Ok(())
     })
+}
+
+/// How a recorded echo DB lives on: as the request says for a new one; for a refreshed one,
+/// as before (expiry and protection carry over) unless the refresh gives a ttl of its own.
+fn lifecycle_of(request: &EchoRequest, replaced: Option<&OldEcho>) -> Lifecycle {
+    let now = now_ts();
+    match (request, replaced) {
+        (EchoRequest::Clone(clone), _) => clone.lifecycle.at(now),
+        (EchoRequest::Import(import), _) => import.lifecycle.at(now),
+        (EchoRequest::Refresh(refresh), Some(old)) => match refresh.ttl_secs {
+            Some(ttl) => Lifecycle::starting(now, Some(ttl), old.lifecycle.protected),
+            None => old.lifecycle,
+        },
+        _ => Lifecycle::default(),
+    }
 }
 
 pub fn forget_echo_dbs(cx: &mut EchoCx) -> StepFuture<'_> {

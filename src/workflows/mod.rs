@@ -11,6 +11,7 @@ mod import;
 mod refresh;
 mod removal;
 pub mod requests;
+mod retention;
 mod sdp_hosts;
 mod snapshot;
 pub mod validate;
@@ -27,6 +28,15 @@ use crate::{
     executor::{Catalogue, Context, Step, TaskRef, Workflow},
     model::CommandType,
 };
+
+/// The `ref_id` of the delete Flex starts when an echo DB expires.
+pub const EXPIRY_REF_ID: &str = "expiry";
+/// The `ref_id` of a snapshot schedule's runs.
+pub const SCHEDULE_REF_ID: &str = "schedule";
+/// The `ref_id` of the snapshot deletes a schedule's retention starts.
+pub const RETENTION_REF_ID: &str = "retention";
+/// Where the tasks Flex starts by itself are found.
+pub const AUTOMATIC_TASKS: &str = "/api/echo/v1/tasks";
 
 /// Long agent commands (freeze, attach) get this long to answer.
 const AGENT_DEADLINE: Duration = Duration::from_secs(30);
@@ -66,6 +76,8 @@ static SNAPSHOT: &[EchoStep] = &[
     SNAPSHOT_VOLUME_GROUPS,
     THAW_DATABASES,
     RECORD_DB_SNAPSHOT,
+    // A schedule's run: its oldest snapshots beyond keep_last go (never fails the snapshot).
+    Step::new("apply_retention", retention::apply_retention),
 ];
 
 /// `CreateCloneCommand`: the snapshot, then an import of it.

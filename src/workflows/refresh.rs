@@ -4,7 +4,7 @@
 use super::{
     context::EchoCx,
     import::ImportPlan,
-    removal::OldEcho,
+    removal::{self, OldEcho},
     requests::{Destination, EchoRequest},
 };
 use crate::executor::{StepError, StepFuture};
@@ -42,6 +42,7 @@ pub fn plan_refresh(cx: &mut EchoCx) -> StepFuture<'_> {
                         request.host_id
                     ))
                 })?;
+            removal::refuse_protected(record)?;
             // The same source database in the newer snapshot, or its only database.
             let source = sources
                 .iter()

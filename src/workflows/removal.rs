@@ -3,11 +3,12 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{context::EchoCx, requests::EchoRequest, sdp_hosts::release_sdp_host};
+use super::{EXPIRY_REF_ID, context::EchoCx, requests::EchoRequest, sdp_hosts::release_sdp_host};
 use crate::{
     agents::protocol::commands::Detach,
+    clock::now_ts,
     executor::{StepError, StepFuture},
-    model::{EchoVolume, LedgerKind},
+    model::{EchoVolume, LedgerKind, Lifecycle},
     store::EchoDbRecord,
 };
 
@@ -24,6 +25,8 @@ pub struct OldEcho {
     pub created_ts: Option<i64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub former_db_ids: Vec<String>,
+    #[serde(default)]
+    pub lifecycle: Lifecycle,
 }
 
 impl From<&EchoDbRecord> for OldEcho {
@@ -36,6 +39,7 @@ impl From<&EchoDbRecord> for OldEcho {
             volumes: record.volumes.clone(),
             created_ts: Some(record.created_ts),
             former_db_ids: record.former_db_ids.clone(),
+            lifecycle: record.lifecycle,
         }
     }
 }
@@ -57,9 +61,31 @@ pub fn load_echo_db(cx: &mut EchoCx) -> StepFuture<'_> {
                     request.database_id, request.host_id
                 ))
             })?;
+        refuse_protected(&record)?;
+        // Flex's own delete of an expired echo DB stops if it was kept alive meanwhile.
+        if cx.task.ref_id == EXPIRY_REF_ID
+            && record.lifecycle.expires_ts.is_none_or(|at| at > now_ts())
+        {
+            return Err(StepError::permanent(format!(
+                "echo DB '{}' on host '{}' no longer expires now (kept alive or changed); \
+                 nothing was deleted",
+                record.name, record.host_id
+            )));
+        }
         cx.state.old_echo = vec![OldEcho::from(&record)];
         Ok(())
     })
+}
+
+/// Why a protected echo DB is not taken away (the API refuses it first; this is the last word).
+pub fn refuse_protected(record: &EchoDbRecord) -> Result<(), StepError> {
+    if record.lifecycle.protected {
+        return Err(StepError::permanent(format!(
+            "echo DB '{}' on host '{}' is protected; nothing was changed",
+            record.name, record.host_id
+        )));
+    }
+    Ok(())
 }
 
 pub fn detach_old(cx: &mut EchoCx) -> StepFuture<'_> {

@@ -3,7 +3,12 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{CommandType, ConsistencyLevel, TargetState};
+use crate::{
+    auth::random_alphanumeric,
+    clock::now_ts,
+    model::{CommandType, ConsistencyLevel, Lifecycle, TargetState, TaskState},
+    store::{NewTask, TaskRecord},
+};
 
 /// A request a task is made of: which command it is, and which hosts it involves (a host is
 /// not unregistered while one of its tasks runs).
@@ -22,6 +27,9 @@ pub struct SnapshotSpec {
     pub consistency_level: ConsistencyLevel,
     #[serde(default)]
     pub force_vss_usage: bool,
+    /// The snapshot schedule this run is for (its retention then applies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_id: Option<String>,
 }
 
 impl SnapshotSpec {
@@ -52,6 +60,23 @@ pub struct CloneRequest {
     pub snapshot: SnapshotSpec,
     pub destinations: Vec<Destination>,
     pub target_state: TargetState,
+    #[serde(flatten)]
+    pub lifecycle: NewLifecycle,
+}
+
+/// How the echo DBs a request makes start their life: expiring after `ttl_secs`, protected.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct NewLifecycle {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_secs: Option<i64>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub protected: bool,
+}
+
+impl NewLifecycle {
+    pub fn at(self, now: i64) -> Lifecycle {
+        Lifecycle::starting(now, self.ttl_secs, self.protected)
+    }
 }
 
 impl TaskRequest for CloneRequest {
@@ -71,6 +96,8 @@ pub struct ImportRequest {
     pub snapshot_id: String,
     pub destinations: Vec<Destination>,
     pub target_state: TargetState,
+    #[serde(flatten)]
+    pub lifecycle: NewLifecycle,
 }
 
 impl TaskRequest for ImportRequest {
@@ -127,6 +154,9 @@ pub struct RefreshRequest {
     pub snapshot_id: String,
     pub db_names: Vec<String>,
     pub target_state: TargetState,
+    /// A new expiry for the refreshed echo DBs; without one they keep theirs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_secs: Option<i64>,
 }
 
 impl TaskRequest for RefreshRequest {
@@ -135,6 +165,36 @@ impl TaskRequest for RefreshRequest {
     fn host_ids(&self) -> Vec<String> {
         vec![self.host_id.clone()]
     }
+}
+
+/// A running task for `request`, located under `tasks_prefix`, run by replica `owner`.
+pub fn new_task<R: TaskRequest>(
+    request: &R,
+    ref_id: &str,
+    tasks_prefix: &str,
+    owner: &str,
+) -> Result<NewTask, serde_json::Error> {
+    let request_id = random_alphanumeric(30);
+    let now = now_ts();
+    let mut host_ids = request.host_ids();
+    host_ids.sort();
+    host_ids.dedup();
+    Ok(NewTask {
+        record: TaskRecord {
+            location: format!("{tasks_prefix}/{request_id}"),
+            request_id,
+            state: TaskState::Running,
+            create_ts: now,
+            update_ts: now,
+            owner: owner.to_owned(),
+            command_type: R::COMMAND,
+            ref_id: ref_id.to_owned(),
+            error: String::new(),
+            result: None,
+            request: serde_json::to_string(request)?,
+        },
+        host_ids,
+    })
 }
 
 /// A task's request, read by its command type.

@@ -257,6 +257,7 @@ pub fn record_snapshot(cx: &mut EchoCx) -> StepFuture<'_> {
             task_id: cx.request_id().to_owned(),
             vg_snapshots: cx.state.vg_snapshots.clone(),
             databases: cx.state.sources.clone(),
+            schedule_id: spec.schedule_id.clone(),
         };
         cx.store().insert_db_snapshot(&record).await?;
         cx.state.snapshot_id = Some(snapshot_id.clone());

@@ -35,6 +35,8 @@ crate::wire_enum! {
         NoDatabases = "NO_DATABASES",
         NoDestinations = "NO_DESTINATIONS",
         KeepBackupUnsupported = "KEEP_BACKUP_NOT_SUPPORTED",
+        EchoDbProtected = "ECHO_DB_PROTECTED",
+        InvalidTtl = "INVALID_TTL",
     }
 }
 
@@ -50,14 +52,16 @@ impl IssueCode {
             IssueCode::DbNameIsInUse
             | IssueCode::SnapshotInUse
             | IssueCode::HostNotConnected
-            | IssueCode::SdpNotConfigured => 409,
+            | IssueCode::SdpNotConfigured
+            | IssueCode::EchoDbProtected => 409,
             IssueCode::InvalidNamePrefix
             | IssueCode::InvalidConsistencyLevel
             | IssueCode::InvalidTargetState
             | IssueCode::InvalidDbName
             | IssueCode::NoDatabases
             | IssueCode::NoDestinations
-            | IssueCode::KeepBackupUnsupported => 400,
+            | IssueCode::KeepBackupUnsupported
+            | IssueCode::InvalidTtl => 400,
         }
     }
 
@@ -86,6 +90,17 @@ impl Issue {
 
 fn issue(issue_type: IssueCode, description: impl Into<String>) -> Issue {
     Issue::new(issue_type, description)
+}
+
+/// A protected echo DB is neither deleted nor refreshed until it is unprotected.
+fn protected(name: &str, host_id: &str) -> Issue {
+    issue(
+        IssueCode::EchoDbProtected,
+        format!(
+            "echo DB '{name}' on host '{host_id}' is protected; unprotect it first \
+             (PATCH its database with {{\"protected\": false}})"
+        ),
+    )
 }
 
 /// What the checks need besides the store.
@@ -326,11 +341,13 @@ impl Checker<'_> {
             return Ok(issues);
         }
         self.sdp(&mut issues);
-        if self.store.get_echo_db(host_id, db_id).await?.is_none() {
-            issues.push(issue(
+        match self.store.get_echo_db(host_id, db_id).await? {
+            None => issues.push(issue(
                 IssueCode::EchoDbNotFound,
                 format!("database '{db_id}' on host '{host_id}' is not an echo DB"),
-            ));
+            )),
+            Some(echo) if echo.lifecycle.protected => issues.push(protected(&echo.name, host_id)),
+            Some(_) => {}
         }
         Ok(issues)
     }
@@ -363,6 +380,9 @@ impl Checker<'_> {
                 ));
                 continue;
             };
+            if echo.lifecycle.protected {
+                issues.push(protected(name, host_id));
+            }
             if let Some(sources) = &sources
                 && !sources.iter().any(|s| s.db_id == echo.src_db_id)
                 && sources.len() != 1

@@ -13,6 +13,7 @@ mod errors;
 mod faults;
 mod hostile_clients;
 mod hosts;
+mod lifecycle;
 mod openapi;
 mod outage;
 mod sdp;

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use crate::{
     model::{ConsistencyLevel, TargetState},
     workflows::{
-        requests::{CloneRequest, Destination, SnapshotSpec},
+        requests::{CloneRequest, Destination, NewLifecycle, SnapshotSpec},
         validate::{Issue, IssueCode},
     },
 };
@@ -87,6 +87,10 @@ pub struct CloneBody {
     force_vss_usage: Option<bool>,
     #[serde(default)]
     use_vss: Option<bool>,
+    #[serde(default)]
+    ttl_secs: Option<i64>,
+    #[serde(default)]
+    protected: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -94,6 +98,10 @@ pub struct ImportBody {
     pub destinations: Vec<DestinationBody>,
     #[serde(default)]
     pub target_state: Option<String>,
+    #[serde(default)]
+    pub ttl_secs: Option<i64>,
+    #[serde(default)]
+    pub protected: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -112,6 +120,8 @@ pub struct RefreshBody {
     /// `true` is refused rather than silently ignored.
     #[serde(default)]
     pub keep_backup: bool,
+    #[serde(default)]
+    pub ttl_secs: Option<i64>,
 }
 
 const DEFAULT_NAME_PREFIX: &str = "snap";
@@ -132,6 +142,35 @@ pub fn consistency_level(raw: Option<String>, issues: &mut Vec<Issue>) -> Consis
             ));
             ConsistencyLevel::Application
         }),
+    }
+}
+
+/// The longest ttl an echo DB may be given: a year.
+pub const MAX_TTL_SECS: i64 = 31_536_000;
+
+/// A ttl in range (1 s to a year), or an issue.
+pub fn ttl_secs(raw: Option<i64>, issues: &mut Vec<Issue>) -> Option<i64> {
+    let ttl = raw?;
+    if (1..=MAX_TTL_SECS).contains(&ttl) {
+        Some(ttl)
+    } else {
+        issues.push(Issue::new(
+            IssueCode::InvalidTtl,
+            format!("ttl_secs {ttl} must be between 1 and {MAX_TTL_SECS} seconds"),
+        ));
+        None
+    }
+}
+
+/// How the echo DBs a request makes start their life.
+pub fn new_lifecycle(
+    ttl: Option<i64>,
+    protected: Option<bool>,
+    issues: &mut Vec<Issue>,
+) -> NewLifecycle {
+    NewLifecycle {
+        ttl_secs: ttl_secs(ttl, issues),
+        protected: protected.unwrap_or(false),
     }
 }
 
@@ -165,6 +204,7 @@ fn snapshot_spec(fields: SnapshotFields, issues: &mut Vec<Issue>) -> SnapshotSpe
             .name_prefix
             .unwrap_or_else(|| DEFAULT_NAME_PREFIX.to_owned()),
         force_vss_usage: fields.force_vss.unwrap_or(false),
+        schedule_id: None,
     }
 }
 
@@ -233,6 +273,7 @@ impl CloneBody {
                 snapshot,
                 destinations,
                 target_state,
+                lifecycle: new_lifecycle(self.ttl_secs, self.protected, &mut issues),
             },
             issues,
         }

@@ -3,21 +3,23 @@
 
 use axum::{
     Json,
-    extract::{OriginalUri, State},
+    extract::State,
     http::StatusCode,
     response::{IntoResponse, Response},
 };
 use serde_json::Value;
 
 use super::{
-    bodies::{CloneBody, DeleteEchoBody, ImportBody, RefreshBody, destinations_of, target_state},
+    bodies::{
+        CloneBody, DeleteEchoBody, ImportBody, RefreshBody, destinations_of, new_lifecycle,
+        target_state, ttl_secs,
+    },
     checker, dry_run,
-    tasks::submit,
+    tasks::{TaskOrigin, submit},
 };
 use crate::{
     api::{
         AppState,
-        context::RefId,
         error::ApiError,
         extract::{JsonBody, PathParams},
         tasks::TaskView,
@@ -47,12 +49,11 @@ async fn clone_issues(
 
 pub async fn create_clone(
     State(state): State<AppState>,
-    uri: OriginalUri,
-    axum::Extension(ref_id): axum::Extension<RefId>,
+    origin: TaskOrigin,
     JsonBody(body): JsonBody<CloneBody>,
 ) -> Result<Json<TaskView>, ApiError> {
     let checked = clone_issues(&state, body).await?;
-    Ok(Json(submit(&state, &uri, &ref_id, checked).await?))
+    Ok(Json(submit(&state, &origin, checked).await?))
 }
 
 pub async fn validate_clone(
@@ -78,6 +79,7 @@ async fn import_issues(
         snapshot_id,
         destinations: destinations_of(body.destinations, only.as_deref()),
         target_state,
+        lifecycle: new_lifecycle(body.ttl_secs, body.protected, &mut issues),
     };
     let destination_issues = checks
         .destinations(&request.destinations, &source_ids)
@@ -93,13 +95,12 @@ async fn import_issues(
 
 pub async fn import_snapshot(
     State(state): State<AppState>,
-    uri: OriginalUri,
-    axum::Extension(ref_id): axum::Extension<RefId>,
+    origin: TaskOrigin,
     PathParams(snapshot_id): PathParams<String>,
     JsonBody(body): JsonBody<ImportBody>,
 ) -> Result<Json<TaskView>, ApiError> {
     let checked = import_issues(&state, snapshot_id, body).await?;
-    Ok(Json(submit(&state, &uri, &ref_id, checked).await?))
+    Ok(Json(submit(&state, &origin, checked).await?))
 }
 
 pub async fn validate_import(
@@ -112,8 +113,7 @@ pub async fn validate_import(
 
 pub async fn delete_echo_db(
     State(state): State<AppState>,
-    uri: OriginalUri,
-    axum::Extension(ref_id): axum::Extension<RefId>,
+    origin: TaskOrigin,
     JsonBody(body): JsonBody<DeleteEchoBody>,
 ) -> Result<Response, ApiError> {
     let request = DeleteEchoDbRequest {
@@ -123,7 +123,7 @@ pub async fn delete_echo_db(
     let issues = checker(&state)
         .delete_echo_db(&request.host_id, &request.database_id)
         .await?;
-    let task = submit(&state, &uri, &ref_id, (request, issues)).await?;
+    let task = submit(&state, &origin, (request, issues)).await?;
     Ok((StatusCode::ACCEPTED, Json(task)).into_response())
 }
 
@@ -157,6 +157,7 @@ async fn refresh_issues(
         host_id,
         snapshot_id: body.snapshot_id,
         db_names: body.db_names,
+        ttl_secs: ttl_secs(body.ttl_secs, &mut issues),
     };
     issues.extend(
         checker(state)
@@ -168,13 +169,12 @@ async fn refresh_issues(
 
 pub async fn refresh(
     State(state): State<AppState>,
-    uri: OriginalUri,
-    axum::Extension(ref_id): axum::Extension<RefId>,
+    origin: TaskOrigin,
     PathParams(host_id): PathParams<String>,
     JsonBody(body): JsonBody<RefreshBody>,
 ) -> Result<Json<TaskView>, ApiError> {
     let checked = refresh_issues(&state, host_id, body).await?;
-    Ok(Json(submit(&state, &uri, &ref_id, checked).await?))
+    Ok(Json(submit(&state, &origin, checked).await?))
 }
 
 pub async fn validate_refresh(

@@ -1,5 +1,6 @@
 //! Echo operations: snapshots, clones ("echo DBs"), clone from a snapshot, refresh, delete,
-//! their `…/__validate` dry runs, and the db snapshot listing. Each mutating call reads its
+//! their `…/__validate` dry runs, the db snapshot listing, an echo DB's lifecycle (keep-alive,
+//! expiry, protection) and snapshot schedules. Each mutating call reads its
 //! body ([`bodies`]), runs the checks of `workflows::validate` (a request that cannot succeed
 //! is a 4xx before any task exists), then creates its task ([`tasks`]) and returns it at once;
 //! the executor does the work.
@@ -9,12 +10,14 @@
 
 mod bodies;
 mod clones;
+mod lifecycle;
+mod schedules;
 mod snapshots;
 mod tasks;
 
 use axum::{
     Json, Router,
-    routing::{delete, get, post},
+    routing::{delete, get, patch, post},
 };
 use serde_json::{Value, json};
 
@@ -64,6 +67,22 @@ pub fn routes() -> Router<AppState> {
             post(clones::validate_import),
         )
         .merge(refresh_routes("/api/echo/v1"))
+        .route(
+            "/api/echo/v1/hosts/{host_id}/databases/{db_id}",
+            patch(lifecycle::update),
+        )
+        .route(
+            "/api/echo/v1/hosts/{host_id}/databases/{db_id}/_keepalive",
+            post(lifecycle::keep_alive),
+        )
+        .route(
+            "/api/echo/v1/snapshot_schedules",
+            get(schedules::list_schedules).post(schedules::create_schedule),
+        )
+        .route(
+            "/api/echo/v1/snapshot_schedules/{id}",
+            get(schedules::get_schedule).delete(schedules::delete_schedule),
+        )
         // Legacy aliases.
         .route("/api/ocie/v1/clone", clone)
         .merge(refresh_routes("/api/ocie/v1"))

@@ -3,17 +3,20 @@
 
 use axum::{
     Json,
-    extract::{OriginalUri, State},
+    extract::State,
     http::StatusCode,
     response::{IntoResponse, Response},
 };
 use serde::Serialize;
 
-use super::{bodies::SnapshotBody, checker, dry_run, refuse, tasks::submit};
+use super::{
+    bodies::SnapshotBody,
+    checker, dry_run, refuse,
+    tasks::{TaskOrigin, submit},
+};
 use crate::{
     api::{
         AppState,
-        context::RefId,
         error::ApiError,
         extract::{JsonBody, PathParams},
         tasks::TaskView,
@@ -39,12 +42,11 @@ async fn snapshot_issues(
 
 pub async fn create_snapshot(
     State(state): State<AppState>,
-    uri: OriginalUri,
-    axum::Extension(ref_id): axum::Extension<RefId>,
+    origin: TaskOrigin,
     JsonBody(body): JsonBody<SnapshotBody>,
 ) -> Result<Json<TaskView>, ApiError> {
     let checked = snapshot_issues(&state, body).await?;
-    Ok(Json(submit(&state, &uri, &ref_id, checked).await?))
+    Ok(Json(submit(&state, &origin, checked).await?))
 }
 
 pub async fn validate_snapshot(
@@ -93,8 +95,7 @@ pub async fn delete_snapshot_now(
 /// Current path: a task real clients poll.
 pub async fn delete_snapshot_task(
     State(state): State<AppState>,
-    uri: OriginalUri,
-    axum::Extension(ref_id): axum::Extension<RefId>,
+    origin: TaskOrigin,
     PathParams(snapshot_id): PathParams<String>,
 ) -> Result<Json<TaskView>, ApiError> {
     let issues = checker(&state).delete_snapshot(&snapshot_id).await?;
@@ -103,9 +104,7 @@ pub async fn delete_snapshot_task(
         host_id: snapshot.map(|s| s.host_id).unwrap_or_default(),
         snapshot_id,
     };
-    Ok(Json(
-        submit(&state, &uri, &ref_id, (request, issues)).await?,
-    ))
+    Ok(Json(submit(&state, &origin, (request, issues)).await?))
 }
 
 pub async fn validate_delete_snapshot(
@@ -136,6 +135,9 @@ pub struct SnapshotView<'a> {
     consistency_level: ConsistencyLevel,
     db_engine_version: &'a str,
     is_vss_based: bool,
+    /// The snapshot schedule that took it, if one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    schedule_id: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -167,6 +169,7 @@ fn snapshot_view(snapshot: &DbSnapshotRecord) -> SnapshotView<'_> {
         consistency_level: snapshot.consistency_level,
         db_engine_version: &snapshot.db_engine_version,
         is_vss_based: snapshot.is_vss_based,
+        schedule_id: snapshot.schedule_id.as_deref(),
     }
 }
 

@@ -62,6 +62,7 @@ pub fn server_config(config: &mut flex::Config, sdp_url: &str, options: &Options
     config.executor.poll = Duration::from_millis(200);
     config.executor.lease = options.lease;
     config.executor.task_deadline = options.task_deadline;
+    config.expiry_check = Duration::from_secs(1);
     config.admin_user = Some("admin".into());
     config.admin_password = Some("pw".into());
     config.db_acquire_timeout = options.db_acquire_timeout;
@@ -135,7 +136,9 @@ impl Echo {
     }
 
     async fn wait_ready(&self) {
-        for _ in 0..200 {
+        // Generous: on a loaded CI machine the agents' first inventories can take seconds.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while std::time::Instant::now() < deadline {
             let topology: Value = self
                 .server
                 .get("/api/echo/v1/topology")
