@@ -55,6 +55,7 @@ fn spawn_flex(port: u16, database_url: &str, sdp_url: &str, crash_at: Option<&st
     let serve = FlexServe::new(port, database_url)
         .sdp(sdp_url)
         .env("FLEX_AGENT_HEARTBEAT_SECS", "1")
+        .env("FLEX_EXPIRY_CHECK_SECS", "1")
         .silent();
     match crash_at {
         Some(point) => serve.crash_at(point),
@@ -68,6 +69,8 @@ enum Workflow {
     Clone,
     Import,
     Delete,
+    /// The delete Flex starts by itself when an echo DB expires.
+    Expiry,
     Refresh,
     DeleteSnapshot,
 }
@@ -77,7 +80,7 @@ impl Workflow {
         match self {
             Workflow::Clone => &CLONE_STEPS,
             Workflow::Import => &IMPORT_STEPS,
-            Workflow::Delete => &DELETE_STEPS,
+            Workflow::Delete | Workflow::Expiry => &DELETE_STEPS,
             Workflow::Refresh => &REFRESH_STEPS,
             Workflow::DeleteSnapshot => &DELETE_SNAPSHOT_STEPS,
         }
@@ -87,7 +90,7 @@ impl Workflow {
     fn starts_with_an_echo_db(self) -> bool {
         matches!(
             self,
-            Workflow::Delete | Workflow::Refresh | Workflow::DeleteSnapshot
+            Workflow::Delete | Workflow::Expiry | Workflow::Refresh | Workflow::DeleteSnapshot
         )
     }
 }
@@ -215,7 +218,10 @@ async fn crash_and_resume(backend: Backend, workflow: Workflow, step: &str, poin
             .unwrap()
             .clone_into(&mut echo_id);
     }
-    if workflow != Workflow::Clone && workflow != Workflow::Delete {
+    if !matches!(
+        workflow,
+        Workflow::Clone | Workflow::Delete | Workflow::Expiry
+    ) {
         let task = call(&http, reqwest::Method::POST, &format!("{base}/api/echo/v1/db_snapshots"), json!({"source_host_id": "src-01", "database_ids": ["5"], "consistency_level": "crash"})).await;
         let done = wait_task(&http, &base, &task).await;
         assert_eq!(done["state"], "completed", "setup snapshot: {done}");
@@ -229,6 +235,11 @@ async fn crash_and_resume(backend: Backend, workflow: Workflow, step: &str, poin
     wait_ready(&http, &base).await;
     wait_agents(&agents).await;
 
+    let started = if workflow == Workflow::Expiry {
+        expire_now(&http, &base, &db, &echo_id).await
+    } else {
+        None
+    };
     let (method, path, body) = match workflow {
         Workflow::Clone => (reqwest::Method::POST, "echo_dbs".to_owned(), clone_body),
         Workflow::Import => (
@@ -236,7 +247,7 @@ async fn crash_and_resume(backend: Backend, workflow: Workflow, step: &str, poin
             format!("db_snapshots/{newer_snapshot}/echo_db"),
             json!({"destinations": [{"host_id": "dev-01", "db_id": "5", "db_name": "sales_copy"}]}),
         ),
-        Workflow::Delete => (
+        Workflow::Delete | Workflow::Expiry => (
             reqwest::Method::DELETE,
             "echo_dbs".to_owned(),
             json!({"host_id": "dev-01", "database_id": echo_id}),
@@ -252,7 +263,10 @@ async fn crash_and_resume(backend: Backend, workflow: Workflow, step: &str, poin
             Value::Null,
         ),
     };
-    let task = call(&http, method, &format!("{base}/api/echo/v1/{path}"), body).await;
+    let task = match started {
+        Some(task) => task,
+        None => call(&http, method, &format!("{base}/api/echo/v1/{path}"), body).await,
+    };
     assert!(task["location"].is_string(), "{crash_at}: {task}");
 
     let crashes = point != "abort_requested";
@@ -345,7 +359,7 @@ async fn crash_and_resume(backend: Backend, workflow: Workflow, step: &str, poin
             assert_eq!(dest_dbs, ["sales_copy"], "{crash_at}: still attached");
             assert_eq!(acted("detach"), 0, "{crash_at}: never detached");
         }
-        Workflow::Delete => {
+        Workflow::Delete | Workflow::Expiry => {
             assert_eq!(clones, 0, "{crash_at}: the clones are gone");
             assert_eq!(array.mappings.len(), 0, "{crash_at}");
             assert_eq!(
@@ -392,11 +406,56 @@ async fn crash_and_resume(backend: Backend, workflow: Workflow, step: &str, poin
         .map(|e| e.name)
         .collect();
     assert_eq!(held, dest_dbs, "{crash_at}: Flex's echo DBs are the host's");
+    if workflow == Workflow::Expiry {
+        let expiries = call(
+            &http,
+            reqwest::Method::GET,
+            &format!("{base}/api/echo/v1/tasks?ref_id=expiry"),
+            Value::Null,
+        )
+        .await;
+        let count = expiries.as_array().map_or(0, Vec::len);
+        assert_eq!(
+            count, 1,
+            "{crash_at}: expired once, resumed, not again: {expiries}"
+        );
+    }
     store.close().await;
     for agent in agents {
         agent.stop();
     }
     state
+}
+
+/// Makes the echo DB expire now, and returns the delete task Flex starts for it (read from
+/// the database: the process may be dead at its crash point by the time it is looked for).
+async fn expire_now(
+    http: &reqwest::Client,
+    base: &str,
+    db: &TestDb,
+    echo_id: &str,
+) -> Option<Value> {
+    let patched = call(
+        http,
+        reqwest::Method::PATCH,
+        &format!("{base}/api/echo/v1/hosts/dev-01/databases/{echo_id}"),
+        json!({"expires_ts": 0}),
+    )
+    .await;
+    assert_eq!(patched["expires_ts"], 0, "{patched}");
+    let store = Store::connect(&db.url).await.unwrap();
+    let filter = flex::store::TaskFilter {
+        ref_id: Some("expiry".into()),
+        ..Default::default()
+    };
+    for _ in 0..400 {
+        if let Some(task) = store.list_tasks(&filter).await.unwrap().first() {
+            store.close().await;
+            return Some(json!({"location": task.location, "request_id": task.request_id}));
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the expired echo DB was never deleted");
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -436,8 +495,10 @@ fn expected_end(workflow: Workflow, step: &str, point: &str) -> End {
     }
     match workflow {
         Workflow::Clone | Workflow::Import | Workflow::Refresh => End::Aborted,
-        Workflow::Delete | Workflow::DeleteSnapshot if !removal_begun(step) => End::Aborted,
-        Workflow::Delete | Workflow::DeleteSnapshot => End::Completed,
+        Workflow::Delete | Workflow::Expiry | Workflow::DeleteSnapshot if !removal_begun(step) => {
+            End::Aborted
+        }
+        Workflow::Delete | Workflow::Expiry | Workflow::DeleteSnapshot => End::Completed,
     }
 }
 
@@ -469,6 +530,12 @@ async fn an_import_survives_a_crash_at_every_step() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delete_survives_a_crash_at_every_step() {
     every_step_survives_a_crash(Workflow::Delete, "DeleteCommand").await;
+}
+
+/// The expiry delete is the delete workflow, started by Flex rather than by a client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expiry_delete_survives_a_crash_at_every_step() {
+    every_step_survives_a_crash(Workflow::Expiry, "DeleteCommand").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

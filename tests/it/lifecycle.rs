@@ -604,3 +604,80 @@ crate::on_both_backends!(
     a_schedule_keeps_its_newest_snapshots_never_one_in_use,
     schedules_are_validated,
 );
+
+/// Two replicas on one Postgres database, each checking every second: one expiry delete per
+/// expired clone, one task per due schedule run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_expire_and_run_schedules_once() {
+    let echo = Echo::start(Backend::Postgres, Options::default()).await;
+    let mut config = flex::Config::new(echo.server.db.url.clone());
+    config.admin_token = Some(crate::support::ADMIN_TOKEN.into());
+    crate::support::rig::server_config(&mut config, &echo.sdp.url, &Options::default());
+    config.instance_id = "replica-2".into();
+    let second = crate::support::TestServer::start_on(echo.server.db.share(), config).await;
+
+    let clones: Vec<Value> = futures_util::future::join_all((0..3).map(|n| {
+        let body = json!({"source_host_id": "src-01", "ttl_secs": 1, "destinations":
+            [{"host_id": "dev-01", "db_id": "5", "db_name": format!("short{n}")}]});
+        echo.run(Method::POST, "/api/echo/v1/echo_dbs", body, 200)
+    }))
+    .await;
+    for task in &clones {
+        assert_eq!(task["state"], "completed", "{task}");
+    }
+    let created = second
+        .admin(Method::POST, "/api/echo/v1/snapshot_schedules")
+        .json(
+            &json!({"source_host_id": "src-01", "database_ids": ["6"], "interval_secs": 1,
+                      "keep_last": 1, "consistency_level": "crash"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let schedule_id = created.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    eventually(Duration::from_secs(60), "the clones expire", async || {
+        echo.databases("dev-01").await.is_empty()
+    })
+    .await;
+    let runs = async || tasks(&echo, "ref_id=schedule").await.len();
+    eventually(Duration::from_secs(60), "five runs", async || {
+        runs().await >= 5
+    })
+    .await;
+    second
+        .admin(
+            Method::DELETE,
+            &format!("/api/echo/v1/snapshot_schedules/{schedule_id}"),
+        )
+        .send()
+        .await
+        .unwrap();
+    quiet(&echo).await;
+
+    let expiries = tasks(&echo, "ref_id=expiry").await;
+    assert_eq!(expiries.len(), 3, "one delete per clone: {expiries:?}");
+    let mut owners: Vec<&str> = expiries
+        .iter()
+        .map(|t| t["owner"].as_str().unwrap())
+        .collect();
+    owners.dedup();
+    let runs = tasks(&echo, "ref_id=schedule").await;
+    let mut started: Vec<i64> = runs
+        .iter()
+        .map(|t| t["create_ts"].as_i64().unwrap())
+        .collect();
+    started.sort_unstable();
+    for pair in started.windows(2) {
+        assert!(pair[1] > pair[0], "two runs in one second: {started:?}");
+    }
+    for task in expiries.iter().chain(&runs) {
+        assert_eq!(task["state"], "completed", "{task}");
+    }
+    tracing::info!(?owners, runs = runs.len(), "replicas shared the work");
+    second.stop().await.unwrap();
+}
