@@ -19,7 +19,7 @@ fn now() -> i64 {
         .unwrap()
 }
 
-fn clone_body(extra: Value) -> Value {
+fn clone_body(extra: &Value) -> Value {
     let mut body = crate::support::rig::sales_copy();
     for (key, value) in extra.as_object().unwrap() {
         body[key] = value.clone();
@@ -76,7 +76,7 @@ async fn a_clone_with_a_ttl_expires_unless_kept_alive(backend: Backend) {
         .run(
             Method::POST,
             "/api/echo/v1/echo_dbs",
-            clone_body(json!({"ttl_secs": 3})),
+            clone_body(&json!({"ttl_secs": 3})),
             200,
         )
         .await;
@@ -144,7 +144,7 @@ async fn a_protected_clone_refuses_every_delete_and_never_expires(backend: Backe
         .run(
             Method::POST,
             "/api/echo/v1/echo_dbs",
-            clone_body(json!({"ttl_secs": 1, "protected": true})),
+            clone_body(&json!({"ttl_secs": 1, "protected": true})),
             200,
         )
         .await;
@@ -331,7 +331,7 @@ async fn an_idempotent_request_repeated_creates_one_task(backend: Backend) {
     assert_eq!(again["state"], "completed");
     let other = post(
         "pipeline-42-clone",
-        clone_body(json!({"destinations": [{"host_id": "dev-02", "db_id": "5", "db_name": "x"}]})),
+        clone_body(&json!({"destinations": [{"host_id": "dev-02", "db_id": "5", "db_name": "x"}]})),
     )
     .await;
     assert_eq!(other.status(), StatusCode::UNPROCESSABLE_ENTITY);
@@ -390,7 +390,7 @@ async fn schedule(echo: &Echo, id: &str) -> Value {
 
 /// Waits until no task runs (so the array and the store are quiet).
 async fn quiet(echo: &Echo) {
-    eventually(Duration::from_secs(60), "running tasks end", async || {
+    eventually(Duration::from_mins(1), "running tasks end", async || {
         tasks(echo, "state=running").await.is_empty()
     })
     .await;
@@ -446,7 +446,7 @@ async fn a_schedule_keeps_its_newest_snapshots_never_one_in_use(backend: Backend
 
     let runs = async |echo: &Echo| tasks(echo, "ref_id=schedule").await.len();
     let at_least = runs(&echo).await + 3;
-    eventually(Duration::from_secs(60), "three more runs", async || {
+    eventually(Duration::from_mins(1), "three more runs", async || {
         runs(&echo).await >= at_least
     })
     .await;
@@ -455,7 +455,7 @@ async fn a_schedule_keeps_its_newest_snapshots_never_one_in_use(backend: Backend
     echo.start_again(&Options::default()).await;
     let at_least = runs(&echo).await + 3;
     eventually(
-        Duration::from_secs(60),
+        Duration::from_mins(1),
         "runs after the restart",
         async || runs(&echo).await >= at_least,
     )
@@ -640,12 +640,12 @@ async fn two_replicas_expire_and_run_schedules_once() {
         .unwrap()
         .to_owned();
 
-    eventually(Duration::from_secs(60), "the clones expire", async || {
+    eventually(Duration::from_mins(1), "the clones expire", async || {
         echo.databases("dev-01").await.is_empty()
     })
     .await;
     let runs = async || tasks(&echo, "ref_id=schedule").await.len();
-    eventually(Duration::from_secs(60), "five runs", async || {
+    eventually(Duration::from_mins(1), "five runs", async || {
         runs().await >= 5
     })
     .await;

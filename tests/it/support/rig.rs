@@ -137,7 +137,7 @@ impl Echo {
 
     async fn wait_ready(&self) {
         // Generous: on a loaded CI machine the agents' first inventories can take seconds.
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let deadline = std::time::Instant::now() + Duration::from_mins(1);
         while std::time::Instant::now() < deadline {
             let topology: Value = self
                 .server
