@@ -2,6 +2,8 @@
 //! the real server, each response body is validated against its documented schema, and a
 //! status the spec does not document fails the test.
 
+mod lifecycle_ops;
+
 use std::collections::{BTreeSet, HashSet};
 
 use flex::{
@@ -207,6 +209,9 @@ fn sample_request(
     let request = checker.request(method, &path, token);
     match (method.as_str(), template) {
         ("PUT", _) => request.body(r#"{"db_vendor":"mssql"}"#),
+        ("PATCH", _) => request.json(&json!({})),
+        ("POST", "/api/echo/v1/snapshot_schedules") => request
+            .json(&json!({"source_host_id": "host01", "database_ids": ["5"], "interval_secs": 60})),
         ("POST", "/api/v2/flex_app_tokens") => request.json(&json!({"app_name": "ci"})),
         ("POST", "/api/v1/auth/local/login") => {
             request.form(&[("username", "admin"), ("password", "pw")])
@@ -391,6 +396,7 @@ async fn the_server_matches_openapi_yaml() {
     c.check(&get, agent, c.request(&get, agent, None)).await;
 
     echo_operations(&mut c, &echo).await;
+    lifecycle_ops::lifecycle_operations(&mut c, &echo).await;
 
     // Every protected operation: without a token, and with a host agent's token.
     let documented = c.spec.documented();

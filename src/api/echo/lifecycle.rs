@@ -19,7 +19,6 @@ use crate::{
 };
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct KeepAliveBody {
     #[serde(default)]
     ttl_secs: Option<i64>,
@@ -40,6 +39,8 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Field<T> {
     }
 }
 
+/// Unknown fields are refused here (not ignored as elsewhere): a misspelt `protected` must not
+/// answer 200 having changed nothing.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LifecyclePatch {
