@@ -242,11 +242,23 @@ async fn patch_and_refresh_set_and_keep_the_expiry(backend: Backend) {
         (now() + 3590..=now() + 3600).contains(&expires),
         "{patched}"
     );
-    for bad in [
-        json!({"ttl_secs": 60, "expires_ts": null}),
-        json!({"ttl_secs": 0}),
-        json!({"protect": true}),
-    ] {
+    let both: Value = patch(json!({"ttl_secs": 60, "expires_ts": expires + 10}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        both["expires_ts"],
+        expires + 10,
+        "expires_ts says when: {both}"
+    );
+    assert_eq!(
+        both["ttl_secs"], 60,
+        "ttl_secs what a keep-alive adds: {both}"
+    );
+    let patched: Value = patch(json!({"ttl_secs": 3600})).await.json().await.unwrap();
+    let expires = patched["expires_ts"].as_i64().unwrap();
+    for bad in [json!({"ttl_secs": 0}), json!({"protect": true})] {
         let refused = patch(bad.clone()).await;
         assert_eq!(refused.status(), StatusCode::BAD_REQUEST, "{bad}");
     }

@@ -128,12 +128,6 @@ pub async fn update(
     PathParams((host_id, db_id)): PathParams<(String, String)>,
     JsonBody(patch): JsonBody<LifecyclePatch>,
 ) -> Result<Json<DatabaseView>, ApiError> {
-    if patch.ttl_secs != Field::Absent && patch.expires_ts != Field::Absent {
-        return Err(ApiError::bad_request(
-            "INVALID_FIELD",
-            "give ttl_secs or expires_ts, not both",
-        ));
-    }
     let mut issues = Vec::new();
     if let Field::Value(ttl) = patch.ttl_secs {
         ttl_secs(Some(ttl), &mut issues);
@@ -150,23 +144,28 @@ pub async fn update(
     let echo = echo_db(&state, &host_id, &db_id).await?;
     let now = now_ts();
     let mut lifecycle = echo.lifecycle;
-    match (patch.ttl_secs, patch.expires_ts) {
-        (Field::Value(ttl), _) => {
+    // `expires_ts` says when; `ttl_secs` says how long a keep-alive adds (and, alone, when:
+    // that long from now). An echo DB that never expires has no ttl either.
+    match patch.ttl_secs {
+        Field::Value(ttl) => {
             lifecycle.ttl_secs = Some(ttl);
             lifecycle.expires_ts = Some(now + ttl);
         }
-        (Field::Null, _) | (_, Field::Null) => {
-            lifecycle.ttl_secs = None;
-            lifecycle.expires_ts = None;
+        Field::Null => lifecycle.expires_ts = None,
+        Field::Absent => {}
+    }
+    match patch.expires_ts {
+        // A time in the past expires it at the next check.
+        Field::Value(at) => lifecycle.expires_ts = Some(at),
+        Field::Null => lifecycle.expires_ts = None,
+        Field::Absent => {}
+    }
+    match lifecycle.expires_ts {
+        None => lifecycle.ttl_secs = None,
+        Some(at) => {
+            let until = (at - now).clamp(1, MAX_TTL_SECS);
+            lifecycle.ttl_secs = lifecycle.ttl_secs.or(Some(until));
         }
-        (Field::Absent, Field::Value(at)) => {
-            // A time in the past expires it at the next check.
-            lifecycle.expires_ts = Some(at);
-            lifecycle.ttl_secs = lifecycle
-                .ttl_secs
-                .or(Some((at - now).clamp(1, MAX_TTL_SECS)));
-        }
-        (Field::Absent, Field::Absent) => {}
     }
     if let Some(protected) = patch.protected {
         lifecycle.protected = protected;

@@ -54,7 +54,11 @@ pub async fn lifecycle_operations(c: &mut Checker<'_>, echo: &Echo) {
             c.admin(&get, "/api/v1/hosts/dev-02/databases"),
         )
         .await;
-    let mine = listed.as_array().unwrap().iter().find(|d| d["name"] == "life_copy");
+    let mine = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "life_copy");
     assert_eq!(mine.unwrap()["ttl_secs"], 3600, "{listed}");
 
     let one = "/api/echo/v1/hosts/{host_id}/databases/{db_id}";
