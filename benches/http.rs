@@ -151,6 +151,7 @@ async fn seed(url: &str) -> String {
                     result: Some(json!({"db_snapshot": {"id": "snap_0000_0"}}).to_string()),
                     location: format!("/api/echo/v1/tasks/{request_id}"),
                     request: "{}".into(),
+                    position: flex::store::StepPosition::default(),
                 },
                 host_ids: vec![],
             })

@@ -110,7 +110,10 @@ pub async fn run(
     );
     let tls = config.tls.clone();
     let limits = config.limits.clone();
+    let task_ends = store.relay_task_ends();
+    let (stop_waiters, stopping) = tokio::sync::watch::channel(false);
     let state = api::AppState {
+        stopping,
         agents: agents.clone(),
         executor: executor.waker(),
         metrics,
@@ -126,6 +129,7 @@ pub async fn run(
     let hub = agents.clone();
     let shutdown = async move {
         shutdown.await;
+        let _ = stop_waiters.send(true);
         automation.stop().await;
         executor.drain().await;
         hub.shutdown().await;
@@ -145,6 +149,9 @@ pub async fn run(
     tracing::info!(%address, backend = store.backend_name(), "serving {scheme}");
     server::serve(app, listener, tls, &limits, shutdown).await?;
     agents.shutdown().await;
+    if let Some(relay) = task_ends {
+        relay.abort();
+    }
     store.close().await;
     tracing::info!("stopped");
     Ok(())

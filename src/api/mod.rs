@@ -48,6 +48,8 @@ pub struct AppState {
     /// Wakes the executor when the API creates a task or asks one to abort.
     pub executor: Waker,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Turns true when the server begins to stop (long-polls answer at once).
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Path prefixes under which the host routes are served: seed, current, legacy.

@@ -1,8 +1,15 @@
 //! Tasks, read side: what clients poll while an operation runs. Served under the seed, current
 //! and legacy prefixes; a task's own `location` always names the family that created it.
+//!
+//! `?wait_secs=N` long-polls: the answer comes as soon as the task ends, or after N seconds.
+//! A waiting request reads the task twice (before and after) and otherwise waits on the
+//! store's task-end announcements, which on Postgres also carry other replicas' ends.
+
+use std::time::Duration;
 
 use axum::{Json, Router, extract::State, routing::get};
 use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast::error::RecvError;
 
 use super::{
     AppState,
@@ -10,9 +17,12 @@ use super::{
     extract::{PathParams, QueryParams},
 };
 use crate::{
-    model::{CommandType, TaskState},
+    model::{CommandType, Phase, TaskState},
     store::{TaskFilter, TaskRecord},
 };
+
+/// The longest a long-poll waits.
+pub const MAX_WAIT_SECS: u64 = 60;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -35,11 +45,53 @@ pub struct TaskView {
     /// Stored JSON, passed through as it is (null until the task has a result).
     pub result: Option<Box<serde_json::value::RawValue>>,
     pub location: String,
+    /// Where the task is in its workflow (absent for command types Flex does not run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
+}
+
+/// `{"step", "done", "total", "phase"}`: the step running (or undone) now, or the last one.
+#[derive(Serialize)]
+pub struct Progress {
+    pub step: &'static str,
+    /// Steps done so far (all of them once the task completed).
+    pub done: usize,
+    pub total: usize,
+    /// `forward`, or `undo` while an aborted or failed task undoes its steps.
+    pub phase: Phase,
+}
+
+fn progress_of(task: &TaskRecord) -> Option<Progress> {
+    let (_, steps) = crate::workflows::WORKFLOWS
+        .iter()
+        .find(|(command, _)| *command == task.command_type)?;
+    let total = steps.len();
+    let position = task.position;
+    let done = if task.state == TaskState::Completed {
+        total
+    } else {
+        position.step_index.min(total)
+    };
+    let at = match position.phase {
+        Phase::Forward => done.min(total.saturating_sub(1)),
+        // Undoing walks back: the step being undone is the one before the index.
+        Phase::Undo => position
+            .step_index
+            .saturating_sub(1)
+            .min(total.saturating_sub(1)),
+    };
+    Some(Progress {
+        step: steps.get(at)?.name,
+        done,
+        total,
+        phase: position.phase,
+    })
 }
 
 impl From<TaskRecord> for TaskView {
     fn from(task: TaskRecord) -> TaskView {
         TaskView {
+            progress: progress_of(&task),
             result: task
                 .result
                 .and_then(|json| serde_json::value::RawValue::from_string(json).ok()),
@@ -98,17 +150,71 @@ async fn list_tasks(
     Ok(Json(tasks.into_iter().map(TaskView::from).collect()))
 }
 
-async fn get_task(
-    State(state): State<AppState>,
-    PathParams(request_id): PathParams<String>,
-) -> Result<Json<TaskView>, ApiError> {
-    let task = state.store.get_task(&request_id).await?.ok_or_else(|| {
+/// Resolves once the server begins to stop.
+async fn stopped(mut stopping: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        let stop = *stopping.borrow_and_update();
+        if stop || stopping.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct TaskQuery {
+    wait_secs: Option<u64>,
+}
+
+async fn read_task(state: &AppState, request_id: &str) -> Result<TaskRecord, ApiError> {
+    state.store.get_task(request_id).await?.ok_or_else(|| {
         ApiError::not_found(
             "TASK_NOT_FOUND",
             format!("task '{request_id}' does not exist"),
         )
-    })?;
-    Ok(Json(task.into()))
+    })
+}
+
+async fn get_task(
+    State(state): State<AppState>,
+    PathParams(request_id): PathParams<String>,
+    QueryParams(query): QueryParams<TaskQuery>,
+) -> Result<Json<TaskView>, ApiError> {
+    let wait = query.wait_secs.unwrap_or(0);
+    if wait > MAX_WAIT_SECS {
+        return Err(ApiError::bad_request(
+            "INVALID_QUERY",
+            format!("query 'wait_secs': {wait} must be from 0 to {MAX_WAIT_SECS}"),
+        ));
+    }
+    // Listening before the first read: an end between the two is not missed.
+    let mut ends = state.store.task_ends();
+    let task = read_task(&state, &request_id).await?;
+    if task.state != TaskState::Running || wait == 0 {
+        return Ok(Json(task.into()));
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
+    let stopping = stopped(state.stopping.clone());
+    tokio::pin!(stopping);
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep_until(deadline) => break,
+            // A server going down answers its waiters now rather than hold the drain.
+            () = &mut stopping => break,
+            ended = ends.recv() => match ended {
+                Ok(id) if id == request_id => break,
+                Ok(_) => {}
+                // Announcements were missed: the task may be among them.
+                Err(RecvError::Lagged(_)) => {
+                    let now = read_task(&state, &request_id).await?;
+                    if now.state != TaskState::Running {
+                        return Ok(Json(now.into()));
+                    }
+                }
+                Err(RecvError::Closed) => break,
+            },
+        }
+    }
+    Ok(Json(read_task(&state, &request_id).await?.into()))
 }
 
 /// Asks a running task to stop at its next step boundary; it then undoes what it did and ends

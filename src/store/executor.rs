@@ -254,7 +254,8 @@ impl Store {
         result: Option<&str>,
     ) -> StoreResult<bool> {
         let now = now_ts();
-        in_write_tx!(self, |tx| {
+        let notify_replicas = self.backend_name() == "postgres";
+        let ended = in_write_tx!(self, |tx| {
             let done = sqlx::query(
                 "UPDATE tasks SET state = $3, error = $4, result = $5, update_ts = $6, \
                  lease_owner = NULL, lease_expires_ms = 0 \
@@ -279,9 +280,21 @@ impl Store {
                     .bind(request_id)
                     .execute(&mut *tx)
                     .await?;
+                if notify_replicas {
+                    // Delivered when the transaction commits, to every replica's relay.
+                    sqlx::query("SELECT pg_notify($1, $2)")
+                        .bind(super::task_ends::CHANNEL)
+                        .bind(request_id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
             }
             Ok(done > 0)
-        })
+        })?;
+        if ended {
+            self.announce_end(request_id);
+        }
+        Ok(ended)
     }
 
     /// Asks a running task to stop at its next step boundary. False when it is not running.

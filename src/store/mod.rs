@@ -17,6 +17,7 @@ mod executor;
 mod hosts;
 mod ledger;
 mod schedules;
+mod task_ends;
 mod tasks;
 mod tokens;
 
@@ -37,7 +38,7 @@ pub use executor::{ClaimedTask, StepLogEntry};
 pub use hosts::{DatabaseRecord, DeleteHostOutcome, HostRecord, NewHost};
 pub use ledger::LedgerEntry;
 pub use schedules::{Cadence, ScheduleRecord};
-pub use tasks::{NewTask, TaskFilter, TaskRecord};
+pub use tasks::{NewTask, StepPosition, TaskFilter, TaskRecord};
 pub use tokens::{TokenKind, TokenRecord};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -120,6 +121,8 @@ enum Backend {
 #[derive(Clone, Debug)]
 pub struct Store {
     backend: Backend,
+    /// Announces tasks as they end (see `task_ends`).
+    ended: tokio::sync::broadcast::Sender<String>,
 }
 
 /// Runs `$body` with `$pool` bound to the reading pool of whichever backend is configured.
@@ -207,7 +210,10 @@ impl Store {
                     .into(),
             )));
         };
-        Ok(Store { backend })
+        Ok(Store {
+            backend,
+            ended: task_ends::channel(),
+        })
     }
 
     pub fn backend_name(&self) -> &'static str {

@@ -1,7 +1,7 @@
 //! Tasks: every long operation is a row that clients poll through its `location`.
 
 use super::{Store, StoreResult, corrupt, on_reader};
-use crate::model::{CommandType, TaskState};
+use crate::model::{CommandType, Phase, TaskState};
 
 /// A task as stored and served.
 #[derive(Clone, Debug, PartialEq)]
@@ -19,6 +19,25 @@ pub struct TaskRecord {
     pub location: String,
     /// The request body that created the task, as JSON (its workflow reads it typed).
     pub request: String,
+    /// Where its workflow is: the next step to run (or undo), and in which direction.
+    pub position: StepPosition,
+}
+
+/// A task's place in its workflow, as its last checkpoint left it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepPosition {
+    pub step_index: usize,
+    pub phase: Phase,
+}
+
+impl Default for StepPosition {
+    /// A new task's: its first step, forward.
+    fn default() -> Self {
+        StepPosition {
+            step_index: 0,
+            phase: Phase::Forward,
+        }
+    }
 }
 
 /// The row as the database returns it; enums are decoded at this boundary.
@@ -35,6 +54,8 @@ pub(super) struct TaskRow {
     result: Option<String>,
     location: String,
     request: String,
+    step_index: i64,
+    phase: String,
 }
 
 impl TryFrom<TaskRow> for TaskRecord {
@@ -42,6 +63,10 @@ impl TryFrom<TaskRow> for TaskRecord {
 
     fn try_from(row: TaskRow) -> StoreResult<TaskRecord> {
         let unreadable = |err: crate::model::UnknownValue| corrupt("tasks", &row.request_id, err);
+        let position = StepPosition {
+            step_index: usize::try_from(row.step_index).unwrap_or_default(),
+            phase: row.phase.parse().map_err(unreadable)?,
+        };
         Ok(TaskRecord {
             state: row.state.parse().map_err(unreadable)?,
             command_type: row.command_type.parse().map_err(unreadable)?,
@@ -54,6 +79,7 @@ impl TryFrom<TaskRow> for TaskRecord {
             result: row.result,
             location: row.location,
             request: row.request,
+            position,
         })
     }
 }
@@ -81,6 +107,13 @@ macro_rules! task_columns {
 }
 pub(super) use task_columns;
 
+/// What a task read selects: its columns and its place in the workflow.
+macro_rules! task_select {
+    () => {
+        concat!(task_columns!(), ", step_index, phase")
+    };
+}
+
 impl Store {
     /// Stores a task unconditionally (see [`Store::create_task`] for the conditional kinds).
     pub async fn insert_task(&self, task: &NewTask) -> StoreResult<()> {
@@ -90,7 +123,7 @@ impl Store {
     pub async fn get_task(&self, request_id: &str) -> StoreResult<Option<TaskRecord>> {
         let sql = concat!(
             "SELECT ",
-            task_columns!(),
+            task_select!(),
             " FROM tasks WHERE request_id = $1"
         );
         let row: Option<TaskRow> = on_reader!(self, |pool| {
@@ -107,7 +140,7 @@ impl Store {
     pub async fn list_tasks(&self, filter: &TaskFilter) -> StoreResult<Vec<TaskRecord>> {
         let sql = concat!(
             "SELECT ",
-            task_columns!(),
+            task_select!(),
             " FROM tasks \
              WHERE ($1 IS NULL OR state = $1) \
                AND ($2 IS NULL OR command_type = $2) \

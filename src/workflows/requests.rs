@@ -7,7 +7,7 @@ use crate::{
     auth::random_alphanumeric,
     clock::now_ts,
     model::{CommandType, ConsistencyLevel, Lifecycle, TargetState, TaskState},
-    store::{NewTask, TaskRecord},
+    store::{NewTask, StepPosition, TaskRecord},
 };
 
 /// A request a task is made of: which command it is, and which hosts it involves (a host is
@@ -192,6 +192,7 @@ pub fn new_task<R: TaskRequest>(
             error: String::new(),
             result: None,
             request: serde_json::to_string(request)?,
+            position: StepPosition::default(),
         },
         host_ids,
     })

@@ -14,6 +14,7 @@ mod faults;
 mod hostile_clients;
 mod hosts;
 mod lifecycle;
+mod long_poll;
 mod openapi;
 mod outage;
 mod sdp;

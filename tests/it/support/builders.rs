@@ -105,6 +105,7 @@ pub fn task(
         result: None,
         location: format!("/flex/api/v1/ocie/tasks/{request_id}"),
         request: "{}".to_owned(),
+        position: flex::store::StepPosition::default(),
     }
 }
 
