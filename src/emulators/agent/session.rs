@@ -16,7 +16,7 @@ use tokio_tungstenite::tungstenite::{
 
 use super::{AgentEmulatorConfig, Shared, host, lock, tls::tls_connector};
 use crate::agents::protocol::{
-    AgentMessage, Command, FlexMessage, Hello, HostFacts, PROTOCOL_VERSION,
+    AgentMessage, Command, FlexMessage, Hello, HostFacts, PROTOCOL_VERSION, Reply,
 };
 
 /// Connects, serves, and reconnects until stopped or refused.
@@ -122,7 +122,7 @@ async fn serve(shared: &Arc<Shared>, socket: Socket, stop: &mut watch::Receiver<
         return;
     }
     // Replies and inventory updates come from command tasks through this queue.
-    let (out_tx, mut out_rx) = mpsc::channel::<AgentMessage>(64);
+    let (out_tx, mut out_rx) = mpsc::channel::<Outgoing>(64);
     let mut heartbeat = tokio::time::interval(Duration::from_secs(5));
     heartbeat.tick().await;
     loop {
@@ -154,10 +154,10 @@ async fn serve(shared: &Arc<Shared>, socket: Socket, stop: &mut watch::Receiver<
                             let delay = lock(&shared.state).faults.delay_for(&command.name);
                             let (reply, inventory) = host::execute(&shared, command).await;
                             tokio::time::sleep(delay).await;
-                            if let Some(databases) = inventory {
-                                let _ = out_tx.send(AgentMessage::Inventory { databases }).await;
+                            if inventory.is_some() {
+                                let _ = out_tx.send(Outgoing::Inventory).await;
                             }
-                            let _ = out_tx.send(AgentMessage::Reply(reply)).await;
+                            let _ = out_tx.send(Outgoing::Reply(reply)).await;
                         });
                     }
                     Ok(FlexMessage::Error { code, message }) => {
@@ -167,7 +167,15 @@ async fn serve(shared: &Arc<Shared>, socket: Socket, stop: &mut watch::Receiver<
                 }
             }
             Some(outgoing) = out_rx.recv() => {
-                if sink.send(text(&outgoing)).await.is_err() {
+                let message = match outgoing {
+                    Outgoing::Reply(reply) => AgentMessage::Reply(reply),
+                    // Read now, not when the command ended: commands finishing at once queue
+                    // their inventories in any order, and the last one sent must be current.
+                    Outgoing::Inventory => AgentMessage::Inventory {
+                        databases: lock(&shared.state).databases.clone(),
+                    },
+                };
+                if sink.send(text(&message)).await.is_err() {
                     return;
                 }
             }
@@ -206,4 +214,11 @@ fn should_drop_connection(shared: &Shared, command: &Command) -> bool {
         }
         None => false,
     }
+}
+
+/// What the command tasks ask the session to send.
+enum Outgoing {
+    Reply(Reply),
+    /// The host's databases as they are when it is sent.
+    Inventory,
 }
