@@ -15,7 +15,7 @@ use crate::{
     clock::now_ts,
     model::{Lifecycle, TaskState},
     store::EchoDbRecord,
-    workflows::validate::{Issue, IssueCode},
+    workflows::validate::IssueCode,
 };
 
 #[derive(Deserialize)]
@@ -69,16 +69,6 @@ async fn echo_db(state: &AppState, host_id: &str, db_id: &str) -> Result<EchoDbR
         })
 }
 
-fn invalid_ttl(issues: &[Issue]) -> Result<(), ApiError> {
-    match issues.first() {
-        Some(issue) => Err(ApiError::bad_request(
-            issue.issue_type.as_str(),
-            issue.description.clone(),
-        )),
-        None => Ok(()),
-    }
-}
-
 /// `POST …/databases/{db_id}/_keepalive`: pushes the expiry to now + ttl.
 pub async fn keep_alive(
     State(state): State<AppState>,
@@ -87,7 +77,7 @@ pub async fn keep_alive(
 ) -> Result<Json<DatabaseView>, ApiError> {
     let mut issues = Vec::new();
     let asked = ttl_secs(body.and_then(|b| b.ttl_secs), &mut issues);
-    invalid_ttl(&issues)?;
+    super::check(&issues)?;
     let echo = echo_db(&state, &host_id, &db_id).await?;
     let (Some(own_ttl), Some(_)) = (echo.lifecycle.ttl_secs, echo.lifecycle.expires_ts) else {
         return Err(ApiError::conflict(
@@ -132,7 +122,7 @@ pub async fn update(
     if let Field::Value(ttl) = patch.ttl_secs {
         ttl_secs(Some(ttl), &mut issues);
     }
-    invalid_ttl(&issues)?;
+    super::check(&issues)?;
     if let Field::Value(at) = patch.expires_ts
         && !(0..=MAX_EXPIRES_TS).contains(&at)
     {

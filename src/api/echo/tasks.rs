@@ -130,7 +130,7 @@ pub async fn submit<R: TaskRequest>(
     match state.store.create_task(&task, &once).await? {
         Creation::Created => {}
         Creation::Repeated { request_id } => return repeated(state, true, &request_id).await,
-        Creation::KeyReused | Creation::NotDue => return repeated(state, false, "").await,
+        Creation::KeyReused | Creation::NotDue => return Err(key_reused()),
     }
     state.executor.wake();
     let record = task.record;
@@ -141,15 +141,19 @@ pub async fn submit<R: TaskRequest>(
 /// The answer to a request whose idempotency key was used before.
 async fn repeated(state: &AppState, same: bool, request_id: &str) -> Result<TaskView, ApiError> {
     if !same {
-        return Err(ApiError::Unprocessable {
-            code: "IDEMPOTENCY_KEY_REUSED",
-            message: "this Idempotency-Key was used within 24 hours for a different request; \
-                      use a new key for a new request"
-                .into(),
-        });
+        return Err(key_reused());
     }
     let task = state.store.get_task(request_id).await?.ok_or_else(|| {
         ApiError::Internal(format!("idempotency key names a missing task {request_id}"))
     })?;
     Ok(task.into())
+}
+
+fn key_reused() -> ApiError {
+    ApiError::Unprocessable {
+        code: "IDEMPOTENCY_KEY_REUSED",
+        message: "this Idempotency-Key was used within 24 hours for a different request; use a \
+                  new key for a new request"
+            .into(),
+    }
 }
