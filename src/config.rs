@@ -45,6 +45,10 @@ pub struct Config {
     pub limits: Limits,
     /// How often expired echo DBs and due snapshot schedules are looked for.
     pub expiry_check: Duration,
+    /// How long events are kept (streams and webhooks resume within it).
+    pub event_retention: Duration,
+    /// The first retry of a failed webhook delivery waits this long.
+    pub webhook_retry_base: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -75,6 +79,8 @@ impl Config {
                 header_read_timeout: defaults::HEADER_READ_TIMEOUT,
             },
             expiry_check: defaults::EXPIRY_CHECK,
+            event_retention: Duration::from_secs(defaults::EVENT_RETENTION_DAYS * 86_400),
+            webhook_retry_base: defaults::WEBHOOK_RETRY_BASE,
         }
     }
 }
@@ -167,6 +173,14 @@ pub struct ServeArgs {
     /// Seconds between looks for expired echo DBs and due snapshot schedules.
     #[arg(long, env = "FLEX_EXPIRY_CHECK_SECS", default_value_t = defaults::EXPIRY_CHECK.as_secs())]
     pub expiry_check_secs: u64,
+
+    /// Days events are kept for streams (`Last-Event-ID`) and webhooks to catch up from.
+    #[arg(long, env = "FLEX_EVENT_RETENTION_DAYS", default_value_t = defaults::EVENT_RETENTION_DAYS)]
+    pub event_retention_days: u64,
+
+    /// Milliseconds before a failed webhook delivery is first retried (then backing off).
+    #[arg(long, env = "FLEX_WEBHOOK_RETRY_BASE_MS", default_value_t = millis(defaults::WEBHOOK_RETRY_BASE))]
+    pub webhook_retry_base_ms: u64,
 }
 
 fn millis(duration: Duration) -> u64 {
@@ -249,6 +263,8 @@ impl ServeArgs {
                 header_read_timeout: Duration::from_secs(self.header_read_timeout_secs.max(1)),
             },
             expiry_check: Duration::from_secs(self.expiry_check_secs.max(1)),
+            event_retention: Duration::from_secs(self.event_retention_days.max(1) * 86_400),
+            webhook_retry_base: Duration::from_millis(self.webhook_retry_base_ms.max(10)),
         }
     }
 }

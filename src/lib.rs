@@ -107,10 +107,11 @@ pub async fn run(
         executor.waker(),
         config.instance_id.clone(),
         config.expiry_check,
+        config.event_retention,
     );
     let tls = config.tls.clone();
     let limits = config.limits.clone();
-    let task_ends = store.relay_task_ends();
+    let task_ends = store.relay_announcements();
     let (stop_waiters, stopping) = tokio::sync::watch::channel(false);
     let state = api::AppState {
         stopping,

@@ -69,9 +69,10 @@ pub struct HostView {
 }
 
 impl HostView {
-    fn new(host: HostRecord, state: &AppState, now: i64) -> HostView {
+    /// The host as it stood at `now` (unix seconds), for agents silent longer than `silence`.
+    pub fn new(host: HostRecord, silence: std::time::Duration, now: i64) -> HostView {
         HostView {
-            is_connected: host.is_connected(state.config.agent_silence, now),
+            is_connected: host.is_connected(silence, now),
             host_id: host.host_id,
             db_vendor: host.db_vendor,
             last_seen_ts: host.last_seen_ts,
@@ -188,7 +189,11 @@ async fn get_host(
         .get_host(&host_id)
         .await?
         .ok_or_else(|| host_not_found(&host_id))?;
-    Ok(Json(HostView::new(host, &state, now_ts())))
+    Ok(Json(HostView::new(
+        host,
+        state.config.agent_silence,
+        now_ts(),
+    )))
 }
 
 async fn list_hosts(State(state): State<AppState>) -> Result<Response, ApiError> {
@@ -200,7 +205,7 @@ async fn list_hosts(State(state): State<AppState>) -> Result<Response, ApiError>
     let now = now_ts();
     let views: Vec<HostView> = hosts
         .into_iter()
-        .map(|host| HostView::new(host, &state, now))
+        .map(|host| HostView::new(host, state.config.agent_silence, now))
         .collect();
     Ok(Json(views).into_response())
 }

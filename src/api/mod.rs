@@ -10,6 +10,7 @@ pub mod auth;
 pub mod context;
 mod echo;
 pub mod error;
+pub mod events;
 pub mod extract;
 mod flex;
 mod health;
@@ -64,7 +65,8 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", hosts::database_routes())
         .merge(auth::app_token_routes())
         .merge(flex::routes())
-        .merge(echo::routes());
+        .merge(echo::routes())
+        .merge(events::routes());
     for prefix in HOST_PREFIXES {
         api = api.nest(prefix, hosts::routes());
     }

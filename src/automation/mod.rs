@@ -1,4 +1,5 @@
-//! What Flex does by itself: it deletes expired echo DBs and runs due snapshot schedules.
+//! What Flex does by itself: it deletes expired echo DBs, runs due snapshot schedules, and
+//! prunes events older than their retention.
 //! Every action is an ordinary task (steps, ledger, undo) created through the store with a
 //! guard, so it is durable and happens once however many replicas look at the same moment.
 //! Each replica checks every `--expiry-check-secs`, and once at start (a run missed while
@@ -23,12 +24,26 @@ pub struct Automation {
 }
 
 impl Automation {
-    /// Checks every `every`, starting now; tasks it creates are owned by `owner`.
-    pub fn start(store: Store, executor: Waker, owner: String, every: Duration) -> Automation {
+    /// Checks every `every`, starting now; tasks it creates are owned by `owner`. Events
+    /// older than `event_retention` are pruned as it goes.
+    pub fn start(
+        store: Store,
+        executor: Waker,
+        owner: String,
+        every: Duration,
+        event_retention: Duration,
+    ) -> Automation {
         let (stop, mut stopped) = watch::channel(false);
         let handle = tokio::spawn(async move {
             loop {
                 check_once(&store, &executor, &owner).await;
+                let retention_ms = i64::try_from(event_retention.as_millis()).unwrap_or(i64::MAX);
+                if let Err(err) = store
+                    .prune_events(crate::clock::now_ms() - retention_ms)
+                    .await
+                {
+                    tracing::warn!(error = %err, "pruning old events failed");
+                }
                 tokio::select! {
                     () = tokio::time::sleep(every) => {}
                     _ = stopped.changed() => break,

@@ -4,6 +4,7 @@
 //! strings are written once, in its [`wire_enum!`] declaration, and used for JSON, SQL and logs.
 
 mod echo;
+mod event;
 mod inventory;
 mod task;
 
@@ -11,6 +12,7 @@ pub use echo::{
     ConsistencyLevel, EchoVolume, LedgerKind, Lifecycle, SourceDb, SourceFile, TargetState,
     VgSnapshot,
 };
+pub use event::EventType;
 pub use inventory::{
     DatabaseFile, FileKind, HostFacts, InventoryDatabase, InventoryFile, MountPoint, SdpHostName,
     SdpPlacement, serial_for_path,

@@ -1,10 +1,15 @@
 //! What the agent channel keeps: a host's reported facts and liveness, and the outbox of
 //! commands to agents with their replies.
 
-use super::{Store, StoreError, StoreResult, corrupt, in_write_tx, on_reader};
+use super::{
+    Store, StoreError, StoreResult, corrupt,
+    events::{EventSubject, record_event},
+    hosts::fetch_host,
+    in_write_tx, on_reader,
+};
 use crate::{
     clock::now_ts,
-    model::{HostFacts, SdpHostName},
+    model::{EventType, HostFacts, SdpHostName},
 };
 
 crate::wire_enum! {
@@ -116,7 +121,8 @@ impl Store {
         };
         let facts_json =
             serde_json::to_string(&stored).map_err(|e| corrupt("hosts", host_id, e))?;
-        in_write_tx!(self, |tx| {
+        let postgres = self.is_postgres();
+        let updated = in_write_tx!(self, |tx| {
             let updated = sqlx::query(
                 "UPDATE hosts SET host_name = $2, host_iqn = $3, host_os = $4, \
                  host_os_version = $5, agent_version = $6, cloud_vendor = $7, \
@@ -137,8 +143,16 @@ impl Store {
             .execute(&mut *tx)
             .await?
             .rows_affected();
+            if let Some(host) = fetch_host!(tx, host_id) {
+                let subject = EventSubject::Host(host);
+                record_event!(tx, postgres, EventType::HostConnected, "", subject);
+            }
             Ok(updated > 0)
-        })
+        })?;
+        if updated {
+            self.announce_events();
+        }
+        Ok(updated)
     }
 
     /// Stores which SDPs know this host (their host object names) in its facts.
@@ -184,29 +198,52 @@ impl Store {
 
     /// The socket held by `instance` closed. A newer socket on another replica is left alone.
     pub async fn record_agent_disconnect(&self, host_id: &str, instance: &str) -> StoreResult<()> {
-        in_write_tx!(self, |tx| {
-            sqlx::query(
+        let postgres = self.is_postgres();
+        let cleared = in_write_tx!(self, |tx| {
+            let cleared = sqlx::query(
                 "UPDATE hosts SET connected_by = NULL WHERE host_id = $1 AND connected_by = $2",
             )
             .bind(host_id)
             .bind(instance)
             .execute(&mut *tx)
-            .await?;
-            Ok(())
-        })
+            .await?
+            .rows_affected();
+            if cleared > 0
+                && let Some(host) = fetch_host!(tx, host_id)
+            {
+                let subject = EventSubject::Host(host);
+                record_event!(tx, postgres, EventType::HostDisconnected, "", subject);
+            }
+            Ok(cleared > 0)
+        })?;
+        if cleared {
+            self.announce_events();
+        }
+        Ok(())
     }
 
     /// At start, a replica holds no socket: forget any it held before it stopped.
     pub async fn forget_agent_connections(&self, instance: &str) -> StoreResult<u64> {
-        in_write_tx!(self, |tx| {
-            let cleared =
-                sqlx::query("UPDATE hosts SET connected_by = NULL WHERE connected_by = $1")
-                    .bind(instance)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-            Ok(cleared)
-        })
+        let postgres = self.is_postgres();
+        let cleared = in_write_tx!(self, |tx| {
+            let cleared: Vec<String> = sqlx::query_scalar(
+                "UPDATE hosts SET connected_by = NULL WHERE connected_by = $1 RETURNING host_id",
+            )
+            .bind(instance)
+            .fetch_all(&mut *tx)
+            .await?;
+            for host_id in &cleared {
+                if let Some(host) = fetch_host!(tx, host_id) {
+                    let subject = EventSubject::Host(host);
+                    record_event!(tx, postgres, EventType::HostDisconnected, "", subject);
+                }
+            }
+            Ok(cleared.len() as u64)
+        })?;
+        if cleared > 0 {
+            self.announce_events();
+        }
+        Ok(cleared)
     }
 
     /// Enqueues a command. Its id is deterministic, so enqueuing the same command again (a

@@ -3,7 +3,13 @@
 //! creates its task in one write transaction with the row that says it exists, so whoever
 //! comes second learns about the first task instead of making another.
 
-use super::{NewTask, Store, StoreResult, in_write_tx};
+use super::{
+    NewTask, Store, StoreResult,
+    echo::fetch_echo_db,
+    events::{EventSubject, record_event},
+    in_write_tx,
+};
+use crate::model::EventType;
 
 /// How long an idempotency key holds its first request's task.
 pub const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3600 * 1000;
@@ -83,7 +89,8 @@ impl Store {
     pub async fn create_task(&self, task: &NewTask, once: &Once) -> StoreResult<Creation> {
         let t = &task.record;
         let now_ms = crate::clock::now_ms();
-        in_write_tx!(self, |tx| {
+        let postgres = self.is_postgres();
+        let creation = in_write_tx!(self, |tx| {
             match once {
                 Once::Always => {}
                 Once::Key(idem) => {
@@ -194,7 +201,26 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             }
+            // Events last: see `events.rs` on the order lock.
+            if let Once::Guard(TaskGuard::Expires { host_id, db_id, .. }) = once
+                && let Some(echo_db) = fetch_echo_db!(tx, host_id, db_id)
+            {
+                let subject = EventSubject::EchoDb(echo_db);
+                record_event!(
+                    tx,
+                    postgres,
+                    EventType::EchoDbExpiring,
+                    &t.request_id,
+                    subject
+                );
+            }
+            let subject = EventSubject::Task(t.clone());
+            record_event!(tx, postgres, EventType::TaskCreated, &t.request_id, subject);
             Ok(Creation::Created)
-        })
+        })?;
+        if matches!(creation, Creation::Created) {
+            self.announce_events();
+        }
+        Ok(creation)
     }
 }

@@ -2,10 +2,14 @@
 //! (a snapshot's volume group snapshots and member databases, an echo DB's volumes) are read
 //! into their typed documents here; a row that does not parse is an error naming it.
 
-use super::{Store, StoreError, StoreResult, corrupt, in_write_tx, on_reader};
-use crate::model::{ConsistencyLevel, EchoVolume, Lifecycle, SourceDb, VgSnapshot};
+use super::{
+    Store, StoreError, StoreResult, corrupt,
+    events::{EventSubject, record_event},
+    in_write_tx, on_reader,
+};
+use crate::model::{ConsistencyLevel, EchoVolume, EventType, Lifecycle, SourceDb, VgSnapshot};
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DbSnapshotRecord {
     pub id: String,
     pub host_id: String,
@@ -23,7 +27,7 @@ pub struct DbSnapshotRecord {
 }
 
 #[derive(sqlx::FromRow)]
-struct DbSnapshotRow {
+pub(super) struct DbSnapshotRow {
     id: String,
     host_id: String,
     host_name: String,
@@ -63,7 +67,7 @@ impl TryFrom<DbSnapshotRow> for DbSnapshotRecord {
     }
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EchoDbRecord {
     pub host_id: String,
     pub db_id: String,
@@ -83,7 +87,7 @@ pub struct EchoDbRecord {
 }
 
 #[derive(sqlx::FromRow)]
-struct EchoDbRow {
+pub(super) struct EchoDbRow {
     host_id: String,
     db_id: String,
     name: String,
@@ -145,6 +149,23 @@ macro_rules! echo_columns {
     };
 }
 
+/// The echo DB `($host_id, $db_id)` as the open transaction `$tx` sees it, if it exists.
+macro_rules! fetch_echo_db {
+    ($tx:ident, $host_id:expr, $db_id:expr) => {{
+        let row: Option<$crate::store::echo::EchoDbRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            $crate::store::echo::echo_columns!(),
+            " FROM echo_dbs WHERE host_id = $1 AND db_id = $2"
+        ))
+        .bind($host_id)
+        .bind($db_id)
+        .fetch_optional(&mut *$tx)
+        .await?;
+        row.map($crate::store::EchoDbRecord::try_from).transpose()?
+    }};
+}
+pub(super) use {echo_columns, fetch_echo_db};
+
 fn to_json<T: serde::Serialize>(table: &'static str, key: &str, value: &T) -> StoreResult<String> {
     serde_json::to_string(value).map_err(|e| corrupt(table, key, e))
 }
@@ -154,8 +175,9 @@ impl Store {
     pub async fn insert_db_snapshot(&self, s: &DbSnapshotRecord) -> StoreResult<()> {
         let vg_snapshots = to_json("db_snapshots", &s.id, &s.vg_snapshots)?;
         let databases = to_json("db_snapshots", &s.id, &s.databases)?;
-        in_write_tx!(self, |tx| {
-            sqlx::query(concat!(
+        let postgres = self.is_postgres();
+        let inserted = in_write_tx!(self, |tx| {
+            let inserted = sqlx::query(concat!(
                 "INSERT INTO db_snapshots (",
                 snapshot_columns!(),
                 ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (id) DO NOTHING"
@@ -173,9 +195,24 @@ impl Store {
             .bind(&databases)
             .bind(&s.schedule_id)
             .execute(&mut *tx)
-            .await?;
-            Ok(())
-        })
+            .await?
+            .rows_affected();
+            if inserted > 0 {
+                let subject = EventSubject::DbSnapshot(s.clone());
+                record_event!(
+                    tx,
+                    postgres,
+                    EventType::DbSnapshotCreated,
+                    &s.task_id,
+                    subject
+                );
+            }
+            Ok(inserted > 0)
+        })?;
+        if inserted {
+            self.announce_events();
+        }
+        Ok(())
     }
 
     pub async fn get_db_snapshot(&self, id: &str) -> StoreResult<Option<DbSnapshotRecord>> {
@@ -201,22 +238,36 @@ impl Store {
         rows.into_iter().map(DbSnapshotRecord::try_from).collect()
     }
 
-    pub async fn delete_db_snapshot_row(&self, id: &str) -> StoreResult<bool> {
-        in_write_tx!(self, |tx| {
-            let deleted = sqlx::query("DELETE FROM db_snapshots WHERE id = $1")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            Ok(deleted > 0)
-        })
+    /// Forgets a db snapshot; `by_task` is the task deleting it (`""` for none).
+    pub async fn delete_db_snapshot_row(&self, id: &str, by_task: &str) -> StoreResult<bool> {
+        let postgres = self.is_postgres();
+        let deleted = in_write_tx!(self, |tx| {
+            let deleted: Option<DbSnapshotRow> = sqlx::query_as(concat!(
+                "DELETE FROM db_snapshots WHERE id = $1 RETURNING ",
+                snapshot_columns!()
+            ))
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(row) = deleted else {
+                return Ok(false);
+            };
+            let subject = EventSubject::DbSnapshot(DbSnapshotRecord::try_from(row)?);
+            record_event!(tx, postgres, EventType::DbSnapshotDeleted, by_task, subject);
+            Ok(true)
+        })?;
+        if deleted {
+            self.announce_events();
+        }
+        Ok(deleted)
     }
 
     pub async fn insert_echo_db(&self, e: &EchoDbRecord) -> StoreResult<()> {
         let volumes = to_json("echo_dbs", &e.db_id, &e.volumes)?;
         let former_db_ids = to_json("echo_dbs", &e.db_id, &e.former_db_ids)?;
-        in_write_tx!(self, |tx| {
-            sqlx::query(concat!(
+        let postgres = self.is_postgres();
+        let inserted = in_write_tx!(self, |tx| {
+            let inserted = sqlx::query(concat!(
                 "INSERT INTO echo_dbs (",
                 echo_columns!(),
                 ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
@@ -238,9 +289,18 @@ impl Store {
             .bind(i64::from(e.lifecycle.protected))
             .bind(&e.expiry_task_id)
             .execute(&mut *tx)
-            .await?;
-            Ok(())
-        })
+            .await?
+            .rows_affected();
+            if inserted > 0 {
+                let subject = EventSubject::EchoDb(e.clone());
+                record_event!(tx, postgres, EventType::EchoDbCreated, &e.task_id, subject);
+            }
+            Ok(inserted > 0)
+        })?;
+        if inserted {
+            self.announce_events();
+        }
+        Ok(())
     }
 
     /// The echo DB with this id on the host: its current id, or else an id it had before a
@@ -303,16 +363,34 @@ impl Store {
         rows.into_iter().map(EchoDbRecord::try_from).collect()
     }
 
-    pub async fn delete_echo_db_row(&self, host_id: &str, db_id: &str) -> StoreResult<bool> {
-        in_write_tx!(self, |tx| {
-            let deleted = sqlx::query("DELETE FROM echo_dbs WHERE host_id = $1 AND db_id = $2")
-                .bind(host_id)
-                .bind(db_id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            Ok(deleted > 0)
-        })
+    /// Forgets an echo DB; `by_task` is the task deleting it.
+    pub async fn delete_echo_db_row(
+        &self,
+        host_id: &str,
+        db_id: &str,
+        by_task: &str,
+    ) -> StoreResult<bool> {
+        let postgres = self.is_postgres();
+        let deleted = in_write_tx!(self, |tx| {
+            let deleted: Option<EchoDbRow> = sqlx::query_as(concat!(
+                "DELETE FROM echo_dbs WHERE host_id = $1 AND db_id = $2 RETURNING ",
+                echo_columns!()
+            ))
+            .bind(host_id)
+            .bind(db_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(row) = deleted else {
+                return Ok(false);
+            };
+            let subject = EventSubject::EchoDb(EchoDbRecord::try_from(row)?);
+            record_event!(tx, postgres, EventType::EchoDbDeleted, by_task, subject);
+            Ok(true)
+        })?;
+        if deleted {
+            self.announce_events();
+        }
+        Ok(deleted)
     }
 
     /// Sets an echo DB's expiry and protection; false when there is no such echo DB.

@@ -1,10 +1,15 @@
 //! The executor's bookkeeping: claiming a task with a lease, fencing every write on the
 //! lease's epoch, checkpoints, the step log, and ending a task.
 
-use super::{Backend, Store, StoreError, StoreResult, TaskRecord, corrupt, in_write_tx, on_reader};
+use super::{
+    Backend, Store, StoreError, StoreResult, TaskRecord, corrupt,
+    events::{EventSubject, record_event},
+    in_write_tx, on_reader,
+    tasks::{TaskRow, task_select},
+};
 use crate::{
     clock::now_ts,
-    model::{CommandType, Phase, StepDetail, StepDirection, TaskState},
+    model::{CommandType, EventType, Phase, StepDetail, StepDirection, TaskState},
 };
 
 /// A claimed task: the row plus where its workflow stands.
@@ -210,23 +215,24 @@ impl Store {
         let (next_index, phase) = next;
         let detail = serde_json::to_string(&step.detail)
             .map_err(|e| corrupt("task_steps", request_id, e))?;
-        in_write_tx!(self, |tx| {
-            let moved = sqlx::query(
+        let postgres = self.is_postgres();
+        let moved = in_write_tx!(self, |tx| {
+            let moved: Option<TaskRow> = sqlx::query_as(concat!(
                 "UPDATE tasks SET step_index = $3, phase = $4, checkpoint = $5, update_ts = $6 \
-                 WHERE request_id = $1 AND epoch = $2 AND state = 'running'",
-            )
+                 WHERE request_id = $1 AND epoch = $2 AND state = 'running' RETURNING ",
+                task_select!()
+            ))
             .bind(request_id)
             .bind(epoch)
             .bind(i64::try_from(next_index).unwrap_or(i64::MAX))
             .bind(phase.as_str())
             .bind(checkpoint)
             .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if moved == 0 {
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(task) = moved else {
                 return Ok(false);
-            }
+            };
             sqlx::query(
                 "INSERT INTO task_steps (request_id, seq, name, direction, started_ms, finished_ms, detail) \
                  VALUES ($1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM task_steps WHERE request_id = $1), \
@@ -240,8 +246,14 @@ impl Store {
             .bind(&detail)
             .execute(&mut *tx)
             .await?;
+            let task = EventSubject::Task(TaskRecord::try_from(task)?);
+            record_event!(tx, postgres, EventType::TaskProgress, request_id, task);
             Ok(true)
-        })
+        })?;
+        if moved {
+            self.announce_events();
+        }
+        Ok(moved)
     }
 
     /// Ends a task (fenced on the epoch).
@@ -254,45 +266,51 @@ impl Store {
         result: Option<&str>,
     ) -> StoreResult<bool> {
         let now = now_ts();
-        let notify_replicas = self.backend_name() == "postgres";
+        let postgres = self.is_postgres();
         let ended = in_write_tx!(self, |tx| {
-            let done = sqlx::query(
+            let done: Option<TaskRow> = sqlx::query_as(concat!(
                 "UPDATE tasks SET state = $3, error = $4, result = $5, update_ts = $6, \
                  lease_owner = NULL, lease_expires_ms = 0 \
-                 WHERE request_id = $1 AND epoch = $2 AND state = 'running'",
-            )
+                 WHERE request_id = $1 AND epoch = $2 AND state = 'running' RETURNING ",
+                task_select!()
+            ))
             .bind(request_id)
             .bind(epoch)
             .bind(state.as_str())
             .bind(error)
             .bind(result)
             .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if done > 0 {
-                // What the task intended and claimed ends with it.
-                sqlx::query("DELETE FROM sdp_intents WHERE task_id = $1")
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(task) = done else {
+                return Ok(false);
+            };
+            // What the task intended and claimed ends with it.
+            sqlx::query("DELETE FROM sdp_intents WHERE task_id = $1")
+                .bind(request_id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM resource_claims WHERE task_id = $1")
+                .bind(request_id)
+                .execute(&mut *tx)
+                .await?;
+            if postgres {
+                // Delivered when the transaction commits, to every replica's relay.
+                sqlx::query("SELECT pg_notify($1, $2)")
+                    .bind(super::task_ends::CHANNEL)
                     .bind(request_id)
                     .execute(&mut *tx)
                     .await?;
-                sqlx::query("DELETE FROM resource_claims WHERE task_id = $1")
-                    .bind(request_id)
-                    .execute(&mut *tx)
-                    .await?;
-                if notify_replicas {
-                    // Delivered when the transaction commits, to every replica's relay.
-                    sqlx::query("SELECT pg_notify($1, $2)")
-                        .bind(super::task_ends::CHANNEL)
-                        .bind(request_id)
-                        .execute(&mut *tx)
-                        .await?;
-                }
             }
-            Ok(done > 0)
+            if let Some(event_type) = EventType::of_task_end(state) {
+                let task = EventSubject::Task(TaskRecord::try_from(task)?);
+                record_event!(tx, postgres, event_type, request_id, task);
+            }
+            Ok(true)
         })?;
         if ended {
             self.announce_end(request_id);
+            self.announce_events();
         }
         Ok(ended)
     }

@@ -3,16 +3,18 @@
 use std::time::Duration;
 
 use super::{
-    Store, StoreError, StoreResult, TokenRecord, corrupt, in_write_tx, on_reader,
+    Store, StoreError, StoreResult, TokenRecord, corrupt,
+    events::{EventSubject, record_event},
+    in_write_tx, on_reader,
     tokens::insert_token_on,
 };
 use crate::{
     clock::now_ts,
-    model::{DatabaseFile, HostFacts, MountPoint, SdpHostName, serial_for_path},
+    model::{DatabaseFile, EventType, HostFacts, MountPoint, SdpHostName, serial_for_path},
 };
 
 /// A host as stored: the registration plus the facts its agent reported.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct HostRecord {
     pub host_id: String,
     pub db_vendor: String,
@@ -50,7 +52,7 @@ impl HostRecord {
 }
 
 #[derive(sqlx::FromRow)]
-struct HostRow {
+pub(super) struct HostRow {
     host_id: String,
     db_vendor: String,
     created_ts: i64,
@@ -166,6 +168,22 @@ macro_rules! host_columns {
      host_os, host_os_version, agent_version, cloud_vendor, db_engine_version, connected_by, facts"
     };
 }
+/// The host `$host_id` as the open transaction `$tx` sees it, if it is registered.
+macro_rules! fetch_host {
+    ($tx:ident, $host_id:expr) => {{
+        let row: Option<$crate::store::hosts::HostRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            $crate::store::hosts::host_columns!(),
+            " FROM hosts WHERE host_id = $1"
+        ))
+        .bind($host_id)
+        .fetch_optional(&mut *$tx)
+        .await?;
+        row.map($crate::store::HostRecord::try_from).transpose()?
+    }};
+}
+pub(super) use {fetch_host, host_columns};
+
 macro_rules! database_columns {
     () => {
         "host_id, db_id, name, vendor, status, files, mount_points, updated_ts"
@@ -181,7 +199,8 @@ impl Store {
         token: &TokenRecord,
     ) -> StoreResult<HostRecord> {
         let now = now_ts();
-        in_write_tx!(self, |tx| {
+        let postgres = self.is_postgres();
+        let host = in_write_tx!(self, |tx| {
             let inserted = sqlx::query(
                 "INSERT INTO hosts (host_id, db_vendor, created_ts, last_seen_ts) \
                  VALUES ($1, $2, $3, $3) ON CONFLICT (host_id) DO NOTHING",
@@ -207,15 +226,21 @@ impl Store {
                 .bind(&host.host_id)
                 .fetch_one(&mut *tx)
                 .await?;
-                HostRecord::try_from(row)
+                let host = HostRecord::try_from(row)?;
+                let subject = EventSubject::Host(host.clone());
+                record_event!(tx, postgres, EventType::HostRegistered, "", subject);
+                Ok(host)
             }
-        })
+        })?;
+        self.announce_events();
+        Ok(host)
     }
 
     /// Unregisters a host: its token, its inventory and the host row go together. Refused while
     /// a running task involves the host.
     pub async fn delete_host(&self, host_id: &str) -> StoreResult<DeleteHostOutcome> {
-        in_write_tx!(self, |tx| {
+        let postgres = self.is_postgres();
+        let outcome = in_write_tx!(self, |tx| {
             let busy: Vec<String> = sqlx::query_scalar(
                 "SELECT t.request_id FROM task_hosts th \
                  JOIN tasks t ON t.request_id = th.request_id \
@@ -227,6 +252,9 @@ impl Store {
             if !busy.is_empty() {
                 return Ok(DeleteHostOutcome::Busy(busy));
             }
+            let Some(host) = fetch_host!(tx, host_id) else {
+                return Ok(DeleteHostOutcome::NotFound);
+            };
             sqlx::query("DELETE FROM tokens WHERE host_id = $1")
                 .bind(host_id)
                 .execute(&mut *tx)
@@ -235,17 +263,23 @@ impl Store {
                 .bind(host_id)
                 .execute(&mut *tx)
                 .await?;
-            let deleted = sqlx::query("DELETE FROM hosts WHERE host_id = $1")
+            sqlx::query("DELETE FROM hosts WHERE host_id = $1")
                 .bind(host_id)
                 .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            Ok(if deleted == 0 {
-                DeleteHostOutcome::NotFound
-            } else {
-                DeleteHostOutcome::Deleted
-            })
-        })
+                .await?;
+            record_event!(
+                tx,
+                postgres,
+                EventType::HostUnregistered,
+                "",
+                EventSubject::Host(host)
+            );
+            Ok(DeleteHostOutcome::Deleted)
+        })?;
+        if outcome == DeleteHostOutcome::Deleted {
+            self.announce_events();
+        }
+        Ok(outcome)
     }
 
     pub async fn get_host(&self, host_id: &str) -> StoreResult<Option<HostRecord>> {

@@ -13,6 +13,7 @@ mod agents;
 mod claims;
 mod creation;
 mod echo;
+pub(crate) mod events;
 mod executor;
 mod hosts;
 mod ledger;
@@ -34,6 +35,7 @@ pub use agents::{AgentCommandRecord, AgentFacts, OutboxState};
 pub use claims::{Claim, Shared};
 pub use creation::{Creation, IDEMPOTENCY_WINDOW_MS, Idempotency, Once, TaskGuard};
 pub use echo::{DbSnapshotRecord, EchoDbRecord};
+pub use events::{EventRecord, EventSubject};
 pub use executor::{ClaimedTask, StepLogEntry};
 pub use hosts::{DatabaseRecord, DeleteHostOutcome, HostRecord, NewHost};
 pub use ledger::LedgerEntry;
@@ -123,6 +125,8 @@ pub struct Store {
     backend: Backend,
     /// Announces tasks as they end (see `task_ends`).
     ended: tokio::sync::broadcast::Sender<String>,
+    /// Announces new events (see `events`).
+    events: tokio::sync::watch::Sender<u64>,
 }
 
 /// Runs `$body` with `$pool` bound to the reading pool of whichever backend is configured.
@@ -213,6 +217,7 @@ impl Store {
         Ok(Store {
             backend,
             ended: task_ends::channel(),
+            events: events::channel(),
         })
     }
 

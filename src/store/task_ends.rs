@@ -3,7 +3,7 @@
 //! sends a `NOTIFY`, which every replica's relay ([`Store::relay_task_ends`]) passes on to its
 //! own waiters, so a task finished by one replica wakes the long-polls served by another.
 //! A notification lost while a relay reconnects only delays an answer to the waiter's own
-//! deadline, when it reads the task again.
+//! deadline, when it reads the task again. The same relay passes on new events (`events.rs`).
 
 use std::time::Duration;
 
@@ -32,27 +32,37 @@ impl Store {
         let _ = self.ended.send(request_id.to_owned());
     }
 
-    /// On Postgres, passes on the ends other replicas announce (and this one's, again: a
-    /// waiter reads its task once more, which is harmless). `None` on SQLite, where one process
-    /// has the database.
-    pub fn relay_task_ends(&self) -> Option<JoinHandle<()>> {
+    /// On Postgres, passes on the task ends and new events other replicas announce (and this
+    /// one's, again: a waiter reads once more, which is harmless). `None` on SQLite, where one
+    /// process has the database.
+    pub fn relay_announcements(&self) -> Option<JoinHandle<()>> {
         let Backend::Postgres(pool) = &self.backend else {
             return None;
         };
-        let (pool, ended) = (pool.clone(), self.ended.clone());
+        let (pool, ended, events) = (pool.clone(), self.ended.clone(), self.events.clone());
         Some(tokio::spawn(async move {
             loop {
                 let listening = async {
                     let mut listener = PgListener::connect_with(&pool).await?;
-                    listener.listen(CHANNEL).await?;
+                    listener
+                        .listen_all([CHANNEL, super::events::CHANNEL])
+                        .await?;
+                    // Events written while no listener was up are in the log: read it again.
+                    events.send_modify(|generation| *generation = generation.wrapping_add(1));
                     loop {
                         let notification = listener.recv().await?;
-                        let _ = ended.send(notification.payload().to_owned());
+                        if notification.channel() == CHANNEL {
+                            let _ = ended.send(notification.payload().to_owned());
+                        } else {
+                            events.send_modify(|generation| {
+                                *generation = generation.wrapping_add(1);
+                            });
+                        }
                     }
                 };
                 let result: Result<(), sqlx::Error> = listening.await;
                 if let Err(err) = result {
-                    tracing::warn!(error = %err, "task-end relay lost its connection; reconnecting");
+                    tracing::warn!(error = %err, "the relay of task ends and events lost its connection; reconnecting");
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }

@@ -4,7 +4,7 @@ use super::{Store, StoreResult, corrupt, on_reader};
 use crate::model::{CommandType, Phase, TaskState};
 
 /// A task as stored and served.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TaskRecord {
     pub request_id: String,
     pub state: TaskState,
@@ -24,7 +24,7 @@ pub struct TaskRecord {
 }
 
 /// A task's place in its workflow, as its last checkpoint left it.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StepPosition {
     pub step_index: usize,
     pub phase: Phase,
@@ -110,9 +110,10 @@ pub(super) use task_columns;
 /// What a task read selects: its columns and its place in the workflow.
 macro_rules! task_select {
     () => {
-        concat!(task_columns!(), ", step_index, phase")
+        concat!($crate::store::tasks::task_columns!(), ", step_index, phase")
     };
 }
+pub(super) use task_select;
 
 impl Store {
     /// Stores a task unconditionally (see [`Store::create_task`] for the conditional kinds).

@@ -61,7 +61,7 @@ pub fn delete_snapshot_objects(cx: &mut EchoCx) -> StepFuture<'_> {
     Box::pin(async move {
         let snapshot_id = snapshot_id_of(cx)?;
         let sdp = cx.sdp()?;
-        delete_snapshot_now(cx.store(), &sdp, &snapshot_id)
+        delete_snapshot_now(cx.store(), &sdp, &snapshot_id, cx.request_id())
             .await
             .or_else(|err| match err {
                 // Gone: this step's earlier run (before a crash) or another delete did it.
@@ -117,11 +117,13 @@ impl From<StoreError> for DeleteSnapshotError {
 }
 
 /// Deletes a db snapshot and its SDP snapshots, now. Refused while echo DBs use it. Used by
-/// the seed path's synchronous delete and by the delete-snapshot task alike.
+/// the seed path's synchronous delete and by the delete-snapshot task alike; `by_task` is the
+/// task's request id (`""` for the synchronous delete).
 pub async fn delete_snapshot_now(
     store: &Store,
     sdp: &SdpClient,
     snapshot_id: &str,
+    by_task: &str,
 ) -> Result<(), DeleteSnapshotError> {
     let Some(snapshot) = store.get_db_snapshot(snapshot_id).await? else {
         return Err(DeleteSnapshotError::NotFound);
@@ -141,6 +143,6 @@ pub async fn delete_snapshot_now(
             .ledger_deleted(LedgerKind::VgSnapshot, vg_snapshot.sdp_snapshot_id)
             .await?;
     }
-    store.delete_db_snapshot_row(snapshot_id).await?;
+    store.delete_db_snapshot_row(snapshot_id, by_task).await?;
     Ok(())
 }

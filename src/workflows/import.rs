@@ -489,7 +489,7 @@ pub fn forget_echo_dbs(cx: &mut EchoCx) -> StepFuture<'_> {
     Box::pin(async move {
         for db in &cx.state.attached {
             cx.store()
-                .delete_echo_db_row(&db.host_id, &db.db_id)
+                .delete_echo_db_row(&db.host_id, &db.db_id, cx.request_id())
                 .await?;
         }
         Ok(())

@@ -159,7 +159,7 @@ pub fn forget_old(cx: &mut EchoCx) -> StepFuture<'_> {
     Box::pin(async move {
         for echo in &cx.state.old_echo {
             cx.store()
-                .delete_echo_db_row(&echo.host_id, &echo.db_id)
+                .delete_echo_db_row(&echo.host_id, &echo.db_id, cx.request_id())
                 .await?;
         }
         Ok(())

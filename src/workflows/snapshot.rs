@@ -274,7 +274,9 @@ pub fn record_snapshot(cx: &mut EchoCx) -> StepFuture<'_> {
 pub fn forget_snapshot(cx: &mut EchoCx) -> StepFuture<'_> {
     Box::pin(async move {
         let id = snapshot_id(cx)?;
-        cx.store().delete_db_snapshot_row(&id).await?;
+        cx.store()
+            .delete_db_snapshot_row(&id, cx.request_id())
+            .await?;
         cx.state.snapshot_id = None;
         Ok(())
     })

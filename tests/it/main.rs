@@ -10,6 +10,7 @@ mod crash;
 mod drain;
 mod echo;
 mod errors;
+mod events;
 mod faults;
 mod hostile_clients;
 mod hosts;

@@ -15,6 +15,8 @@ mod schedules;
 mod snapshots;
 mod tasks;
 
+pub use snapshots::snapshot_view;
+
 use axum::{
     Json, Router,
     routing::{delete, get, patch, post},

@@ -67,7 +67,7 @@ pub async fn delete_snapshot_now(
             "Flex has no SDP configured (--sdp-url)",
         )
     })?;
-    match workflows::delete_snapshot_now(&state.store, &sdp, &snapshot_id).await {
+    match workflows::delete_snapshot_now(&state.store, &sdp, &snapshot_id, "").await {
         Ok(()) => Ok(StatusCode::NO_CONTENT),
         Err(DeleteSnapshotError::NotFound) => Err(ApiError::not_found(
             IssueCode::SnapshotNotFound.as_str(),
@@ -146,7 +146,7 @@ struct MemberView<'a> {
     db_name: &'a str,
 }
 
-fn snapshot_view(snapshot: &DbSnapshotRecord) -> SnapshotView<'_> {
+pub fn snapshot_view(snapshot: &DbSnapshotRecord) -> SnapshotView<'_> {
     SnapshotView {
         id: &snapshot.id,
         host_id: &snapshot.host_id,

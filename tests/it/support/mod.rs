@@ -9,6 +9,7 @@ pub mod databases;
 pub mod processes;
 pub mod rig;
 pub mod server;
+pub mod sse;
 
 use std::sync::Once;
 
