@@ -20,6 +20,7 @@ pub mod sdp;
 pub mod server;
 pub mod store;
 pub mod timing;
+pub mod webhooks;
 pub mod workflows;
 
 use std::{future::Future, sync::Arc};
@@ -109,6 +110,13 @@ pub async fn run(
         config.expiry_check,
         config.event_retention,
     );
+    let agent_silence = config.agent_silence;
+    let deliverer = webhooks::Deliverer::start(
+        store.clone(),
+        config.instance_id.clone(),
+        config.webhook_retry_base,
+        Arc::new(move |event| api::events::event_body(event, agent_silence)),
+    );
     let tls = config.tls.clone();
     let limits = config.limits.clone();
     let task_ends = store.relay_announcements();
@@ -132,6 +140,7 @@ pub async fn run(
         shutdown.await;
         let _ = stop_waiters.send(true);
         automation.stop().await;
+        deliverer.stop().await;
         executor.drain().await;
         hub.shutdown().await;
     };

@@ -17,6 +17,7 @@ mod health;
 mod hosts;
 mod tasks;
 mod topology;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -66,7 +67,8 @@ pub fn router(state: AppState) -> Router {
         .merge(auth::app_token_routes())
         .merge(flex::routes())
         .merge(echo::routes())
-        .merge(events::routes());
+        .merge(events::routes())
+        .merge(webhooks::routes());
     for prefix in HOST_PREFIXES {
         api = api.nest(prefix, hosts::routes());
     }

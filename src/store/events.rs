@@ -156,9 +156,14 @@ impl Store {
         Ok(seq.unwrap_or(0))
     }
 
-    /// Forgets events older than `before_ms` (unix ms); returns how many.
+    /// Forgets events, and webhook delivery attempts, older than `before_ms` (unix ms);
+    /// returns how many events.
     pub async fn prune_events(&self, before_ms: i64) -> StoreResult<u64> {
         in_write_tx!(self, |tx| {
+            sqlx::query("DELETE FROM webhook_deliveries WHERE ts_ms < $1")
+                .bind(before_ms)
+                .execute(&mut *tx)
+                .await?;
             let deleted = sqlx::query("DELETE FROM events WHERE ts_ms < $1")
                 .bind(before_ms)
                 .execute(&mut *tx)

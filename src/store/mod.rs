@@ -21,6 +21,7 @@ mod schedules;
 mod task_ends;
 mod tasks;
 mod tokens;
+mod webhooks;
 
 use std::{str::FromStr, time::Duration};
 
@@ -42,6 +43,7 @@ pub use ledger::LedgerEntry;
 pub use schedules::{Cadence, ScheduleRecord};
 pub use tasks::{NewTask, StepPosition, TaskFilter, TaskRecord};
 pub use tokens::{TokenKind, TokenRecord};
+pub use webhooks::{DeliveryRecord, WebhookRecord};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");

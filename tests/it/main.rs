@@ -25,3 +25,4 @@ mod store;
 mod support;
 mod tasks;
 mod topology;
+mod webhooks;
