@@ -15,6 +15,7 @@ pub mod extract;
 mod flex;
 mod health;
 mod hosts;
+mod steps;
 mod tasks;
 mod topology;
 mod webhooks;

@@ -48,6 +48,9 @@ pub struct TaskView {
     /// Where the task is in its workflow (absent for command types Flex does not run).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub progress: Option<Progress>,
+    /// Each step of its workflow, with `?steps=true`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steps: Option<Vec<super::steps::StepView>>,
 }
 
 /// `{"step", "done", "total", "phase"}`: the step running (or undone) now, or the last one.
@@ -61,7 +64,7 @@ pub struct Progress {
     pub phase: Phase,
 }
 
-fn progress_of(task: &TaskRecord) -> Option<Progress> {
+pub(super) fn progress_of(task: &TaskRecord) -> Option<Progress> {
     let (_, steps) = crate::workflows::WORKFLOWS
         .iter()
         .find(|(command, _)| *command == task.command_type)?;
@@ -104,6 +107,7 @@ impl From<TaskRecord> for TaskView {
             ref_id: task.ref_id,
             error: task.error,
             location: task.location,
+            steps: None,
         }
     }
 }
@@ -163,6 +167,25 @@ async fn stopped(mut stopping: tokio::sync::watch::Receiver<bool>) {
 #[derive(Deserialize)]
 struct TaskQuery {
     wait_secs: Option<u64>,
+    #[serde(default)]
+    steps: bool,
+}
+
+/// The task as the API shows it, with its steps when they were asked for.
+async fn answer(
+    state: &AppState,
+    task: TaskRecord,
+    steps: bool,
+) -> Result<Json<TaskView>, ApiError> {
+    let log = if steps {
+        Some(state.store.task_steps(&task.request_id).await?)
+    } else {
+        None
+    };
+    let steps = log.map(|log| super::steps::steps_of(&task, &log));
+    let mut view = TaskView::from(task);
+    view.steps = steps;
+    Ok(Json(view))
 }
 
 async fn read_task(state: &AppState, request_id: &str) -> Result<TaskRecord, ApiError> {
@@ -190,7 +213,7 @@ async fn get_task(
     let mut ends = state.store.task_ends();
     let task = read_task(&state, &request_id).await?;
     if task.state != TaskState::Running || wait == 0 {
-        return Ok(Json(task.into()));
+        return answer(&state, task, query.steps).await;
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
     let stopping = stopped(state.stopping.clone());
@@ -207,14 +230,14 @@ async fn get_task(
                 Err(RecvError::Lagged(_)) => {
                     let now = read_task(&state, &request_id).await?;
                     if now.state != TaskState::Running {
-                        return Ok(Json(now.into()));
+                        return answer(&state, now, query.steps).await;
                     }
                 }
                 Err(RecvError::Closed) => break,
             },
         }
     }
-    Ok(Json(read_task(&state, &request_id).await?.into()))
+    answer(&state, read_task(&state, &request_id).await?, query.steps).await
 }
 
 /// Asks a running task to stop at its next step boundary; it then undoes what it did and ends

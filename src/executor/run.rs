@@ -39,6 +39,8 @@ enum Outcome {
 struct TaskRun<'a, J> {
     job: Box<dyn Job>,
     under: Under<'a, J>,
+    /// The last step's attempts, and the last transient error it retried after.
+    retries: (u32, Option<String>),
 }
 
 /// The task, the executor, and what tells the run to stop.
@@ -125,6 +127,7 @@ impl<J: Journal> Inner<J> {
                 lost,
                 stop,
             },
+            retries: (0, None),
         };
         match task.phase {
             Phase::Undo => {
@@ -243,7 +246,8 @@ impl<J: Journal> TaskRun<'_, J> {
         let metrics = &self.under.exec.metrics;
         let under = &self.under;
         let abortable = run == Run::Do && !self.job.forward_only(index);
-        retrying(
+        let mut retried = None;
+        let outcome = retrying(
             self.job.as_mut(),
             index,
             run,
@@ -252,9 +256,15 @@ impl<J: Journal> TaskRun<'_, J> {
             |attempts, message| {
                 tracing::info!(step = name, attempts, message = %escaped(message), "transient failure; retrying");
                 metrics.step_retried();
+                retried = Some(message.to_owned());
             },
         )
-        .await
+        .await;
+        let attempts = match &outcome {
+            Ok(attempts) | Err((_, attempts)) => *attempts,
+        };
+        self.retries = (attempts, retried);
+        outcome
     }
 
     /// Writes the step log line and the checkpoint of a step that ran, and where the task goes
@@ -277,6 +287,11 @@ impl<J: Journal> TaskRun<'_, J> {
             }
         };
         let mut detail = self.job.take_detail();
+        let (attempts, retried) = std::mem::take(&mut self.retries);
+        if attempts > 1 {
+            detail.attempts = Some(attempts);
+            detail.retried_error = retried;
+        }
         if let Some(timing) = timing {
             detail.waited_ms = Some(timing.waited_ms);
             detail.overhead_ms = Some(timing.overhead_ms);

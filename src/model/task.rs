@@ -68,4 +68,10 @@ pub struct StepDetail {
     /// How long databases stayed frozen.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub frozen_ms: Option<u64>,
+    /// Attempts the step took, when it needed more than one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
+    /// The transient error of its last failed attempt, when it was retried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retried_error: Option<String>,
 }

@@ -38,7 +38,7 @@ const LOOK_EVERY: Duration = Duration::from_secs(1);
 /// Retries back off by this factor...
 const BACKOFF_FACTOR: f64 = 6.0;
 /// ...up to this far apart.
-const MAX_RETRY_DELAY: Duration = Duration::from_secs(10 * 3600);
+const MAX_RETRY_DELAY: Duration = Duration::from_hours(10);
 /// Events read from the log at a time.
 const BATCH: i64 = 100;
 

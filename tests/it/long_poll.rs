@@ -56,6 +56,34 @@ async fn a_long_poll_answers_as_the_task_ends(backend: Backend) {
     assert_eq!(progress["total"], 12);
     assert_eq!(progress["step"], "record_echo_dbs");
     assert_eq!(progress["phase"], "forward");
+    assert!(
+        answer.get("steps").is_none(),
+        "steps only when asked: {answer}"
+    );
+
+    // With ?steps=true, every step of the workflow and what the step log says of it.
+    let detailed: Value = server
+        .get(&format!("{location}?steps=true"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let steps = detailed["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 12, "{detailed}");
+    assert_eq!(steps[0]["name"], "resolve_source_volumes");
+    assert_eq!(steps[11]["name"], "record_echo_dbs");
+    let mut previous_end = 0;
+    for step in steps {
+        assert_eq!(step["state"], "completed", "{step}");
+        assert_eq!(step["attempts"], 1, "{step}");
+        let (started, ended) = (
+            step["started_ms"].as_i64().unwrap(),
+            step["ended_ms"].as_i64().unwrap(),
+        );
+        assert!(previous_end <= started && started <= ended, "{step}");
+        previous_end = ended;
+        assert!(step["waited_ms"].as_f64().unwrap() >= 0.0, "{step}");
+    }
 
     // A task that does not end: the answer comes after the wait, as it is now.
     let store = server.db.store().await;
@@ -78,6 +106,13 @@ async fn a_long_poll_answers_as_the_task_ends(backend: Backend) {
         let waited = started.elapsed();
         assert_eq!(now["state"], "running", "{now}");
         assert!(now.get("progress").is_none(), "Deploy is not Flex's: {now}");
+        let detailed: Value = server
+            .get(&format!("{family}/tasks/stuck-task?steps=true"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(detailed["steps"], serde_json::json!([]), "{detailed}");
         assert!(
             (Duration::from_secs(1)..Duration::from_secs(3)).contains(&waited),
             "{family}: waited {waited:?}"
