@@ -38,8 +38,11 @@ for _ in $(seq 1 240); do
   sleep 0.25
 done
 
+# The event stream never ends by itself (that is its job), so schemathesis, which reads a
+# whole response, would wait on it forever; tests/it/events.rs exercises it instead.
 "$venv/bin/st" run openapi.yaml \
   --url "http://127.0.0.1:$port" \
+  --exclude-path /api/echo/v1/events \
   -H "Authorization: Bearer $token" \
   --checks all \
   --max-examples 200 \

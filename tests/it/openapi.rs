@@ -2,6 +2,7 @@
 //! the real server, each response body is validated against its documented schema, and a
 //! status the spec does not document fails the test.
 
+mod events_ops;
 mod lifecycle_ops;
 
 use std::collections::{BTreeSet, HashSet};
@@ -397,6 +398,7 @@ async fn the_server_matches_openapi_yaml() {
 
     echo_operations(&mut c, &echo).await;
     lifecycle_ops::lifecycle_operations(&mut c, &echo).await;
+    events_ops::event_operations(&mut c).await;
 
     // Every protected operation: without a token, and with a host agent's token.
     let documented = c.spec.documented();
