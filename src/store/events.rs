@@ -78,6 +78,11 @@ pub(super) fn channel() -> watch::Sender<u64> {
     watch::channel(0).0
 }
 
+/// Wakes the readers of `events` (their generation changes; they read the log again).
+pub(super) fn wake(events: &watch::Sender<u64>) {
+    events.send_modify(|generation| *generation = generation.wrapping_add(1));
+}
+
 /// Appends an event inside the open transaction `$tx`, as its last statement, and evaluates
 /// to its id. `$by_task` is the request id of the task behind the change (its ref id is
 /// recorded), or `""`; `$postgres` says whether the ids need the order lock and a `NOTIFY`.

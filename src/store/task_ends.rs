@@ -48,15 +48,13 @@ impl Store {
                         .listen_all([CHANNEL, super::events::CHANNEL])
                         .await?;
                     // Events written while no listener was up are in the log: read it again.
-                    events.send_modify(|generation| *generation = generation.wrapping_add(1));
+                    super::events::wake(&events);
                     loop {
                         let notification = listener.recv().await?;
                         if notification.channel() == CHANNEL {
                             let _ = ended.send(notification.payload().to_owned());
                         } else {
-                            events.send_modify(|generation| {
-                                *generation = generation.wrapping_add(1);
-                            });
+                            super::events::wake(&events);
                         }
                     }
                 };

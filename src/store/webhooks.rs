@@ -88,6 +88,16 @@ struct DeliveryRow {
     duration_ms: i64,
 }
 
+/// Endpoints ready for `$1` (an owner) at `$2` (unix ms): due, free or already theirs, and
+/// with events after their cursor.
+macro_rules! due_for_owner {
+    () => {
+        "next_attempt_ms <= $2 \
+         AND (lease_owner IS NULL OR lease_owner = $1 OR lease_expires_ms < $2) \
+         AND EXISTS (SELECT 1 FROM events WHERE seq > webhooks.delivered_seq)"
+    };
+}
+
 macro_rules! webhook_columns {
     () => {
         "id, url, event_types, description, secret, created_ts, delivered_seq, attempts, \
@@ -193,12 +203,11 @@ impl Store {
     /// nothing to deliver write nothing.
     pub async fn has_due_webhooks(&self, owner: &str, now_ms: i64) -> StoreResult<bool> {
         let due: Option<String> = on_reader!(self, |pool| {
-            sqlx::query_scalar(
-                "SELECT id FROM webhooks WHERE next_attempt_ms <= $2 \
-                   AND (lease_owner IS NULL OR lease_owner = $1 OR lease_expires_ms < $2) \
-                   AND EXISTS (SELECT 1 FROM events WHERE seq > webhooks.delivered_seq) \
-                 LIMIT 1",
-            )
+            sqlx::query_scalar(concat!(
+                "SELECT id FROM webhooks WHERE ",
+                due_for_owner!(),
+                " LIMIT 1"
+            ))
             .bind(owner)
             .bind(now_ms)
             .fetch_optional(pool)
@@ -217,11 +226,9 @@ impl Store {
     ) -> StoreResult<Vec<WebhookRecord>> {
         in_write_tx!(self, |tx| {
             let rows: Vec<WebhookRow> = sqlx::query_as(concat!(
-                "UPDATE webhooks SET lease_owner = $1, lease_expires_ms = $3 \
-                 WHERE next_attempt_ms <= $2 \
-                   AND (lease_owner IS NULL OR lease_owner = $1 OR lease_expires_ms < $2) \
-                   AND EXISTS (SELECT 1 FROM events WHERE seq > webhooks.delivered_seq) \
-                 RETURNING ",
+                "UPDATE webhooks SET lease_owner = $1, lease_expires_ms = $3 WHERE ",
+                due_for_owner!(),
+                " RETURNING ",
                 webhook_columns!()
             ))
             .bind(owner)
