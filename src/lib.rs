@@ -7,6 +7,7 @@ pub mod agents;
 pub mod api;
 pub mod auth;
 pub mod automation;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod defaults;

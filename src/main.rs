@@ -1,20 +1,52 @@
-//! The `flex` command line: parses arguments, sets up logging, and hands over to the library.
+//! The `flex` command line: parses arguments, sets up logging, and hands over to the library
+//! (the server commands) or to its client (`flex::cli`, every other command).
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use flex::config::{DatabaseArgs, ServeArgs};
+use clap::{CommandFactory, Parser, Subcommand};
+use flex::{
+    cli::{ClientArgs, ClientCommand, Exit},
+    config::{DatabaseArgs, ServeArgs},
+};
 use tracing_subscriber::EnvFilter;
 
+const EXIT_CODES: &str = "\
+Exit codes of the client commands:
+  0  done (a task waited for completed)   3  usage error
+  1  the task failed                      4  refused by the server (4xx), or a dry run's issues
+  2  the task was aborted                 5  server or network unreachable, or a server error
+
+Example:
+  export FLEX_URL=http://127.0.0.1:8080 FLEX_TOKEN=<token>
+  flex clone --source src-01 --db sales --to dev-01:sales_ci --ttl 2h --wait";
+
 #[derive(Parser)]
-#[command(name = "flex", version, about = "Flex: the control plane of Silk Echo")]
+#[command(
+    name = "flex",
+    version,
+    about = "Flex: the control plane of Silk Echo (its server, emulators, and a client of any Flex server)",
+    after_help = EXIT_CODES
+)]
 struct Cli {
+    #[command(flatten)]
+    client: ClientArgs,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    #[command(flatten)]
+    Server(Box<ServerCommand>),
+    #[command(flatten)]
+    Client(ClientCommand),
+    /// Print a shell completion script.
+    #[command(after_help = "Example:\n  flex completions bash > /etc/bash_completion.d/flex")]
+    Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Subcommand)]
+enum ServerCommand {
     /// Serve the Echo API (applies pending migrations first).
     Serve(ServeArgs),
     /// Apply pending database migrations and exit.
@@ -149,10 +181,35 @@ async fn shutdown_signal() {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_logging();
-    let outcome = match cli.command {
-        Command::Serve(args) => {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            // Help and version are answers; anything else is a usage error (exit 3).
+            return if err.use_stderr() {
+                Exit::Usage.into()
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match cli.command {
+        // The client stays silent but for its own messages: no log lines on stderr.
+        Command::Client(command) => flex::cli::run(cli.client, command).await.into(),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "flex", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Command::Server(command) => {
+            init_logging();
+            serve(*command).await
+        }
+    }
+}
+
+async fn serve(command: ServerCommand) -> ExitCode {
+    let outcome = match command {
+        ServerCommand::Serve(args) => {
             let listen = args.listen;
             match tokio::net::TcpListener::bind(listen).await {
                 Ok(listener) => flex::run(args.into_config(), listener, shutdown_signal()).await,
@@ -162,10 +219,10 @@ async fn main() -> ExitCode {
                 }
             }
         }
-        Command::Migrate(args) => migrate(&args.database_url).await,
-        Command::SdpEmulator(args) => sdp_emulator(args).await,
-        Command::AgentEmulator(args) => agent_emulator(args).await,
-        Command::Demo(args) => {
+        ServerCommand::Migrate(args) => migrate(&args.database_url).await,
+        ServerCommand::SdpEmulator(args) => sdp_emulator(args).await,
+        ServerCommand::AgentEmulator(args) => agent_emulator(args).await,
+        ServerCommand::Demo(args) => {
             let options = flex::demo::DemoOptions {
                 listen: args.listen,
                 sdp_listen: args.sdp_listen,

@@ -5,6 +5,7 @@ mod agents;
 mod architecture;
 mod auth;
 mod bad_input;
+mod cli;
 mod clients;
 mod crash;
 mod drain;
