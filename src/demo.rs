@@ -195,6 +195,16 @@ pub async fn run(
         "  curl -s {insecure}{base}/api/echo/v1/tasks -H 'Authorization: Bearer {admin_token}'"
     );
     println!();
+    println!("Or with this binary as the client:");
+    let insecure = if options.tls {
+        " FLEX_INSECURE=true"
+    } else {
+        ""
+    };
+    println!("  export FLEX_URL={base} FLEX_TOKEN={admin_token}{insecure}");
+    println!("  flex topology");
+    println!("  flex clone --source src-01 --db sales --to dev-01:sales_copy --ttl 2h --wait");
+    println!();
 
     let outcome = server.await.map_err(io_error)?;
     for agent in agents {

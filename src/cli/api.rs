@@ -73,7 +73,7 @@ impl Api {
         let base = normalize_url(&args.url)?;
         let (ref_id, ref_id_generated) = match &args.ref_id {
             Some(ref_id) => (valid_ref_id(ref_id)?, false),
-            None => (crate::auth::random_alphanumeric(10), true),
+            None => (generated_ref_id(), true),
         };
         let token = match &args.token {
             Some(token) if !token.is_empty() => Some(token.clone()),
@@ -276,6 +276,16 @@ pub fn normalize_url(raw: &str) -> Result<String, CliError> {
         )));
     }
     Ok(url.as_str().trim_end_matches('/').to_owned())
+}
+
+/// Ten letters and digits, as the server makes them when a client sends none.
+fn generated_ref_id() -> String {
+    use rand::{Rng, distr::Alphanumeric};
+    rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(10)
+        .map(char::from)
+        .collect()
 }
 
 fn valid_ref_id(raw: &str) -> Result<String, CliError> {

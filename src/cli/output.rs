@@ -28,10 +28,11 @@ impl Output {
         self.format == OutputFormat::Json
     }
 
-    /// In table mode, the rows; in JSON mode, `value` as the server gave it.
+    /// In table mode, the rows; in JSON mode, `value` as the server gave it (an empty list
+    /// for the 204 that some list paths answer when they have nothing).
     pub fn list(self, value: &Value, headers: &[&str], rows: Vec<Vec<String>>) {
         if self.is_json() {
-            print_json(value);
+            print_json(if value.is_null() { &EMPTY_LIST } else { value });
         } else if rows.is_empty() {
             eprintln!("(none)");
         } else {
@@ -39,6 +40,8 @@ impl Output {
         }
     }
 }
+
+static EMPTY_LIST: Value = Value::Array(Vec::new());
 
 pub fn print_json(value: &Value) {
     println!(

@@ -146,6 +146,18 @@ fn the_executor_knows_nothing_of_echo() {
     );
 }
 
+/// The client talks to a server over its public API only, so it proves the API is enough
+/// and could live in a crate of its own.
+#[test]
+fn the_client_knows_nothing_of_the_server() {
+    let graph = import_graph();
+    assert!(
+        graph["cli"].is_empty(),
+        "src/cli imports {:?}",
+        graph["cli"]
+    );
+}
+
 #[test]
 fn no_module_imports_in_a_circle() {
     let graph = import_graph();

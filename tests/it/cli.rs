@@ -7,7 +7,9 @@ use std::{fmt::Write, path::PathBuf, process::Stdio, time::Duration};
 use flex::emulators::sdp::{FaultAction, FaultRule};
 use serde_json::Value;
 
-use crate::support::{ADMIN_TOKEN, Backend, Echo, Options, processes::free_port};
+use flex::config::TlsFiles;
+
+use crate::support::{ADMIN_TOKEN, Backend, Echo, Options, TestServer, processes::free_port};
 
 /// One run of the binary, as a pipeline sees it.
 #[derive(Debug)]
@@ -535,4 +537,40 @@ async fn the_help_in_docs_is_what_the_binary_prints() {
         "{}",
         &completions.stdout[..200]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_self_signed_server_is_trusted_with_ca_file_or_insecure_and_refused_otherwise() {
+    let dir = std::env::temp_dir().join(format!("flex-cli-tls-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let server = TestServer::start_with(Backend::Sqlite, |config| {
+        config.tls = Some(TlsFiles {
+            cert: cert.clone(),
+            key,
+        });
+    })
+    .await;
+    assert!(server.base.starts_with("https://"));
+    let cli = FlexCli::new(&server.base);
+    let untrusted = cli.run(&["hosts"]).await.expect(5);
+    assert!(untrusted.stderr.contains("cannot reach"), "{untrusted:#?}");
+    let trusted = cli
+        .run(&["hosts", "--ca-file", cert.to_str().unwrap()])
+        .await
+        .expect(0);
+    assert_eq!(trusted.json(), serde_json::json!([]));
+    cli.run_with(&["hosts"], &[("FLEX_INSECURE", "true")])
+        .await
+        .expect(0);
+    let missing = cli
+        .run(&["hosts", "--ca-file", "/nonexistent.pem"])
+        .await
+        .expect(3);
+    assert!(missing.stderr.contains("--ca-file"), "{missing:#?}");
+    let _ = std::fs::remove_dir_all(dir);
 }
