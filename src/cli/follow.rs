@@ -146,13 +146,14 @@ async fn follow_events(
 }
 
 /// For servers without the event stream: a long poll where the server has one (it answers
-/// when the task ends or after a few seconds), and back-off where it answers at once.
+/// when the task ends or after a second, so a step change shows a second late at most), and
+/// back-off where it answers at once.
 async fn poll(api: &Api, path: &str, progress: &mut Progress) -> Result<(), CliError> {
     let mut outage = Outage::default();
     let mut pause = FIRST_RETRY;
     loop {
         let asked = Instant::now();
-        let task = match api.get(path, &[("wait_secs", "5".to_owned())]).await {
+        let task = match api.get(path, &[("wait_secs", "1".to_owned())]).await {
             Ok(task) => task,
             Err(err @ (CliError::Unreachable { .. } | CliError::Server { .. })) => {
                 outage.wait_or_give_up(err).await?;

@@ -2,7 +2,18 @@
 //! array: what a pipeline runs, the exit codes it branches on, JSON on stdout and nothing else
 //! there, and the `--help` text kept in `docs/cli.md`.
 
-use std::{fmt::Write, path::PathBuf, process::Stdio, time::Duration};
+use std::{
+    fmt::Write,
+    path::PathBuf,
+    process::Stdio,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use axum::response::IntoResponse;
 
 use flex::emulators::sdp::{FaultAction, FaultRule};
 use serde_json::Value;
@@ -573,4 +584,119 @@ async fn a_self_signed_server_is_trusted_with_ca_file_or_insecure_and_refused_ot
         .expect(3);
     assert!(missing.stderr.contains("--ca-file"), "{missing:#?}");
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_rides_out_a_server_restart() {
+    let options = || Options {
+        lease: Duration::from_secs(2),
+        ..Options::default()
+    };
+    let mut echo = Echo::start(Backend::Sqlite, options()).await;
+    let cli = FlexCli::new(&echo.server.base);
+    echo.sdp.add_fault(FaultRule {
+        method: Some("POST".into()),
+        collection: Some("volumes".into()),
+        delay_ms: Some(1500),
+        ..FaultRule::new(FaultAction::Delay)
+    });
+    let accepted = cli
+        .run(&[
+            "clone",
+            "--source",
+            "src-01",
+            "--db",
+            "sales",
+            "--to",
+            "dev-01:through",
+        ])
+        .await
+        .expect(0)
+        .json();
+    let id = accepted["request_id"].as_str().unwrap().to_owned();
+    let waiter = {
+        let cli = FlexCli::new(&echo.server.base);
+        tokio::spawn(async move { cli.run(&["wait", &id]).await })
+    };
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    echo.stop_server().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    echo.start_again(&options()).await;
+    let ran = waiter.await.unwrap().expect(0);
+    assert_eq!(ran.json()["state"], "completed");
+    assert_eq!(
+        echo.dest_databases("dev-01").await,
+        vec!["through".to_owned()]
+    );
+}
+
+/// A server without the event stream (an older Flex), played by a proxy in front of the real
+/// one that answers 404 there and counts the task reads.
+async fn without_event_stream(upstream: String) -> (String, Arc<AtomicUsize>) {
+    let task_reads = Arc::new(AtomicUsize::new(0));
+    let counted = task_reads.clone();
+    let http = reqwest::Client::new();
+    let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
+        let (http, upstream, counted) = (http.clone(), upstream.clone(), counted.clone());
+        async move {
+            let path = request.uri().path_and_query().unwrap().to_string();
+            if path.starts_with("/api/echo/v1/events") {
+                return (axum::http::StatusCode::NOT_FOUND, "{}".to_owned()).into_response();
+            }
+            if path.starts_with("/api/echo/v1/tasks/") {
+                counted.fetch_add(1, Ordering::SeqCst);
+            }
+            let mut forwarded = http.request(request.method().clone(), format!("{upstream}{path}"));
+            for (name, value) in request.headers() {
+                if name != "host" {
+                    forwarded = forwarded.header(name, value);
+                }
+            }
+            let body = axum::body::to_bytes(request.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            let answer = forwarded.body(body).send().await.unwrap();
+            let status = answer.status();
+            (status, answer.bytes().await.unwrap()).into_response()
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, task_reads)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_an_event_stream_waiting_polls() {
+    let (echo, _) = rig().await;
+    let (url, task_reads) = without_event_stream(echo.server.base.clone()).await;
+    let cli = FlexCli::new(&url);
+    echo.sdp.add_fault(FaultRule {
+        method: Some("POST".into()),
+        collection: Some("volumes".into()),
+        delay_ms: Some(1500),
+        ..FaultRule::new(FaultAction::Delay)
+    });
+    let ran = cli
+        .run(&[
+            "clone",
+            "--source",
+            "src-01",
+            "--db",
+            "sales",
+            "--to",
+            "dev-01:polled",
+            "--wait",
+        ])
+        .await
+        .expect(0);
+    assert_eq!(ran.json()["state"], "completed");
+    assert!(
+        ran.stderr.contains("clone_volumes"),
+        "the 3 s step is seen while it runs: {}",
+        ran.stderr
+    );
+    let reads = task_reads.load(Ordering::SeqCst);
+    // The first read, the long poll that saw the end, the final read; long polls in between.
+    assert!((3..=20).contains(&reads), "{reads} task reads");
 }
