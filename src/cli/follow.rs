@@ -111,15 +111,9 @@ async fn follow_events(
         }
         // The stream starts at the newest event: read the task once more, so a step or an
         // end between the first read and the stream's start is not missed.
-        let task = match api.get(path, &[]).await {
-            Ok(task) => task,
-            Err(err @ (CliError::Unreachable { .. } | CliError::Server { .. })) => {
-                outage.wait_or_give_up(err).await?;
-                continue;
-            }
-            Err(err) => return Err(err),
+        let Some(task) = read_through(api, path, &[], &mut outage).await? else {
+            continue;
         };
-        outage = Outage::default();
         progress.show(&task);
         if ended(&task) {
             return Ok(Followed::Ended);
@@ -153,15 +147,10 @@ async fn poll(api: &Api, path: &str, progress: &mut Progress) -> Result<(), CliE
     let mut pause = FIRST_RETRY;
     loop {
         let asked = Instant::now();
-        let task = match api.get(path, &[("wait_secs", "1".to_owned())]).await {
-            Ok(task) => task,
-            Err(err @ (CliError::Unreachable { .. } | CliError::Server { .. })) => {
-                outage.wait_or_give_up(err).await?;
-                continue;
-            }
-            Err(err) => return Err(err),
+        let long_poll = [("wait_secs", "1".to_owned())];
+        let Some(task) = read_through(api, path, &long_poll, &mut outage).await? else {
+            continue;
         };
-        outage = Outage::default();
         if progress.show(&task) {
             pause = FIRST_RETRY;
         }
@@ -172,6 +161,26 @@ async fn poll(api: &Api, path: &str, progress: &mut Progress) -> Result<(), CliE
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(LAST_RETRY);
         }
+    }
+}
+
+/// One read of the task; `None`, after a pause, while the server is away (within the limit).
+async fn read_through(
+    api: &Api,
+    path: &str,
+    query: &[(&str, String)],
+    outage: &mut Outage,
+) -> Result<Option<Value>, CliError> {
+    match api.get(path, query).await {
+        Ok(task) => {
+            *outage = Outage::default();
+            Ok(Some(task))
+        }
+        Err(err @ (CliError::Unreachable { .. } | CliError::Server { .. })) => {
+            outage.wait_or_give_up(err).await?;
+            Ok(None)
+        }
+        Err(err) => Err(err),
     }
 }
 

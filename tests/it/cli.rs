@@ -18,8 +18,6 @@ use axum::response::IntoResponse;
 use flex::emulators::sdp::{FaultAction, FaultRule};
 use serde_json::Value;
 
-use flex::config::TlsFiles;
-
 use crate::support::{ADMIN_TOKEN, Backend, Echo, Options, TestServer, processes::free_port};
 
 /// One run of the binary, as a pipeline sees it.
@@ -103,6 +101,23 @@ impl Drop for FlexCli {
     }
 }
 
+/// `flex clone` of `sales` from `src-01` to `to`, then `extra`.
+fn clone_to<'a>(to: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["clone", "--source", "src-01", "--db", "sales", "--to", to];
+    args.extend_from_slice(extra);
+    args
+}
+
+/// Every thin clone takes `ms` more: time to abort, restart, or see a step.
+fn slow_thin_clones(echo: &Echo, ms: u64) {
+    echo.sdp.add_fault(FaultRule {
+        method: Some("POST".into()),
+        collection: Some("volumes".into()),
+        delay_ms: Some(ms),
+        ..FaultRule::new(FaultAction::Delay)
+    });
+}
+
 async fn rig() -> (Echo, FlexCli) {
     let echo = Echo::start(Backend::Sqlite, Options::default()).await;
     let cli = FlexCli::new(&echo.server.base);
@@ -132,20 +147,10 @@ async fn a_pipeline_snapshots_clones_refreshes_and_removes_with_the_cli() {
 
     // Names where ids are asked; the ttl as people write it; our own operation id.
     let clone = cli
-        .run(&[
-            "clone",
-            "--source",
-            "src-01",
-            "--db",
-            "sales",
-            "--to",
+        .run(&clone_to(
             "dev-01:sales_ci",
-            "--ttl",
-            "2h",
-            "--wait",
-            "--ref-id",
-            "Pipe0001",
-        ])
+            &["--ttl", "2h", "--wait", "--ref-id", "Pipe0001"],
+        ))
         .await
         .expect(0);
     let task = clone.json();
@@ -183,32 +188,14 @@ async fn a_pipeline_snapshots_clones_refreshes_and_removes_with_the_cli() {
     assert!(refused.stderr.contains("ref id"), "{}", refused.stderr);
     assert!(refused.stdout.is_empty(), "nothing on stdout: {refused:#?}");
     let dry = cli
-        .run(&[
-            "clone",
-            "--source",
-            "src-01",
-            "--db",
-            "sales",
-            "--to",
-            "dev-01:sales_ci",
-            "--dry-run",
-        ])
+        .run(&clone_to("dev-01:sales_ci", &["--dry-run"]))
         .await
         .expect(4)
         .json();
     assert_eq!(dry["valid"], false);
     assert_eq!(dry["issues"][0]["issue_type"], "DB_NAME_IS_IN_USE");
     let fine = cli
-        .run(&[
-            "clone",
-            "--source",
-            "src-01",
-            "--db",
-            "sales",
-            "--to",
-            "dev-02:other",
-            "--dry-run",
-        ])
+        .run(&clone_to("dev-02:other", &["--dry-run"]))
         .await
         .expect(0)
         .json();
@@ -351,16 +338,7 @@ async fn a_failed_task_exits_1_and_an_aborted_one_2() {
         ..FaultRule::new(FaultAction::Error)
     });
     let failed = cli
-        .run(&[
-            "clone",
-            "--source",
-            "src-01",
-            "--db",
-            "sales",
-            "--to",
-            "dev-01:doomed",
-            "--wait",
-        ])
+        .run(&clone_to("dev-01:doomed", &["--wait"]))
         .await
         .expect(1);
     assert_eq!(failed.json()["state"], "failed");
@@ -376,22 +354,9 @@ async fn a_failed_task_exits_1_and_an_aborted_one_2() {
     );
 
     // Slow thin clones, so there is time to abort.
-    echo.sdp.add_fault(FaultRule {
-        method: Some("POST".into()),
-        collection: Some("volumes".into()),
-        delay_ms: Some(3000),
-        ..FaultRule::new(FaultAction::Delay)
-    });
+    slow_thin_clones(&echo, 3000);
     let accepted = cli
-        .run(&[
-            "clone",
-            "--source",
-            "src-01",
-            "--db",
-            "sales",
-            "--to",
-            "dev-01:stopped",
-        ])
+        .run(&clone_to("dev-01:stopped", &[]))
         .await
         .expect(0)
         .json();
@@ -552,21 +517,8 @@ async fn the_help_in_docs_is_what_the_binary_prints() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_self_signed_server_is_trusted_with_ca_file_or_insecure_and_refused_otherwise() {
-    let dir = std::env::temp_dir().join(format!("flex-cli-tls-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let certified =
-        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    std::fs::write(&cert, certified.cert.pem()).unwrap();
-    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
-    let server = TestServer::start_with(Backend::Sqlite, |config| {
-        config.tls = Some(TlsFiles {
-            cert: cert.clone(),
-            key,
-        });
-    })
-    .await;
-    assert!(server.base.starts_with("https://"));
+    let (server, certificate) = TestServer::start_tls(Backend::Sqlite).await;
+    let cert = &certificate.cert;
     let cli = FlexCli::new(&server.base);
     let untrusted = cli.run(&["hosts"]).await.expect(5);
     assert!(untrusted.stderr.contains("cannot reach"), "{untrusted:#?}");
@@ -583,7 +535,6 @@ async fn a_self_signed_server_is_trusted_with_ca_file_or_insecure_and_refused_ot
         .await
         .expect(3);
     assert!(missing.stderr.contains("--ca-file"), "{missing:#?}");
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -594,22 +545,9 @@ async fn waiting_rides_out_a_server_restart() {
     };
     let mut echo = Echo::start(Backend::Sqlite, options()).await;
     let cli = FlexCli::new(&echo.server.base);
-    echo.sdp.add_fault(FaultRule {
-        method: Some("POST".into()),
-        collection: Some("volumes".into()),
-        delay_ms: Some(1500),
-        ..FaultRule::new(FaultAction::Delay)
-    });
+    slow_thin_clones(&echo, 1500);
     let accepted = cli
-        .run(&[
-            "clone",
-            "--source",
-            "src-01",
-            "--db",
-            "sales",
-            "--to",
-            "dev-01:through",
-        ])
+        .run(&clone_to("dev-01:through", &[]))
         .await
         .expect(0)
         .json();
@@ -671,23 +609,9 @@ async fn without_an_event_stream_waiting_polls() {
     let (echo, _) = rig().await;
     let (url, task_reads) = without_event_stream(echo.server.base.clone()).await;
     let cli = FlexCli::new(&url);
-    echo.sdp.add_fault(FaultRule {
-        method: Some("POST".into()),
-        collection: Some("volumes".into()),
-        delay_ms: Some(1500),
-        ..FaultRule::new(FaultAction::Delay)
-    });
+    slow_thin_clones(&echo, 1500);
     let ran = cli
-        .run(&[
-            "clone",
-            "--source",
-            "src-01",
-            "--db",
-            "sales",
-            "--to",
-            "dev-01:polled",
-            "--wait",
-        ])
+        .run(&clone_to("dev-01:polled", &["--wait"]))
         .await
         .expect(0);
     assert_eq!(ran.json()["state"], "completed");

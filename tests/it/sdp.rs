@@ -677,21 +677,8 @@ async fn state_survives_a_restart_when_a_file_is_given() {
 async fn the_client_speaks_https_with_a_pinned_ca_or_insecure_and_refuses_plain_http_off_loopback()
 {
     // Flex's own HTTPS server is a convenient TLS peer; it answers 404 on /api/v2 paths.
-    let dir = std::env::temp_dir().join(format!("flex-sdp-tls-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let certified =
-        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    std::fs::write(&cert, certified.cert.pem()).unwrap();
-    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
-    let server =
-        crate::support::TestServer::start_with(crate::support::Backend::Sqlite, |config| {
-            config.tls = Some(flex::config::TlsFiles {
-                cert: cert.clone(),
-                key,
-            });
-        })
-        .await;
+    let (server, certificate) =
+        crate::support::TestServer::start_tls(crate::support::Backend::Sqlite).await;
     let https = server.base.replace("127.0.0.1", "localhost");
 
     let strict = SdpClient::new(&SdpConfig::new(&https, "a", "b")).unwrap();
@@ -702,7 +689,7 @@ async fn the_client_speaks_https_with_a_pinned_ca_or_insecure_and_refuses_plain_
     );
 
     let mut pinned_config = SdpConfig::new(&https, "a", "b");
-    pinned_config.ca_file = Some(cert);
+    pinned_config.ca_file = Some(certificate.cert.clone());
     let pinned = SdpClient::new(&pinned_config).unwrap();
     assert_eq!(
         pinned.system_state().await.unwrap_err().status(),
@@ -720,5 +707,4 @@ async fn the_client_speaks_https_with_a_pinned_ca_or_insecure_and_refuses_plain_
 
     let refused = SdpClient::new(&SdpConfig::new("http://sdp.example.com", "a", "b"));
     assert!(matches!(refused, Err(SdpError::Config(_))));
-    let _ = std::fs::remove_dir_all(dir);
 }

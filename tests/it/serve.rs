@@ -7,25 +7,11 @@ use std::{
     time::Duration,
 };
 
-use flex::config::TlsFiles;
-
 use crate::support::{Backend, TestDb, TestServer};
 
 #[tokio::test]
 async fn serves_https_with_the_given_certificate_and_stops_gracefully() {
-    let dir = std::env::temp_dir().join(format!("flex-tls-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let certified =
-        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    std::fs::write(&cert, certified.cert.pem()).unwrap();
-    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
-
-    let server = TestServer::start_with(Backend::Sqlite, |config| {
-        config.tls = Some(TlsFiles { cert, key });
-    })
-    .await;
-    assert!(server.base.starts_with("https://"));
+    let (server, _certificate) = TestServer::start_tls(Backend::Sqlite).await;
     let hosts = server.get("/flex/api/v1/hosts").await;
     assert_eq!(hosts.status(), 204);
     let plain = reqwest::get(server.base.replace("https://", "http://") + "/healthz").await;
@@ -37,7 +23,6 @@ async fn serves_https_with_the_given_certificate_and_stops_gracefully() {
         .await
         .expect("graceful shutdown ends")
         .expect("server ends without error");
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 fn flex_binary() -> Command {

@@ -10,6 +10,18 @@ use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
 use super::{ADMIN_TOKEN, Backend, TestDb, http_client};
 
+/// A server's self-signed certificate, removed when dropped.
+pub struct SelfSigned {
+    dir: std::path::PathBuf,
+    pub cert: std::path::PathBuf,
+}
+
+impl Drop for SelfSigned {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// The real server on a loopback port, stopped when dropped.
 pub struct TestServer {
     pub base: String,
@@ -30,6 +42,26 @@ impl TestServer {
         config.admin_token = Some(ADMIN_TOKEN.to_owned());
         adjust(&mut config);
         Self::start_on(db, config).await
+    }
+
+    /// On HTTPS with a certificate of its own for `localhost` and `127.0.0.1`; the
+    /// [`SelfSigned`] holds its PEM file as long as it lives.
+    pub async fn start_tls(backend: Backend) -> (TestServer, SelfSigned) {
+        let dir = std::env::temp_dir().join(format!("flex-tls-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let certified =
+            rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+                .unwrap();
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&cert, certified.cert.pem()).unwrap();
+        std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+        let files = flex::config::TlsFiles {
+            cert: cert.clone(),
+            key,
+        };
+        let server = Self::start_with(backend, |config| config.tls = Some(files)).await;
+        assert!(server.base.starts_with("https://"));
+        (server, SelfSigned { dir, cert })
     }
 
     pub async fn start_on(db: TestDb, config: Config) -> TestServer {
