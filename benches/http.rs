@@ -63,6 +63,7 @@ async fn seed(url: &str) -> String {
         let host_id = format!("host{h:04}");
         let token = auth::mint(TokenSpec {
             kind: TokenKind::Host,
+            role: flex::store::Role::Viewer,
             host_id: Some(&host_id),
             app_name: "agent",
             description: "",

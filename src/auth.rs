@@ -12,7 +12,7 @@ use subtle::ConstantTimeEq;
 
 use crate::{
     clock::now_ts,
-    store::{Store, StoreResult, TokenKind, TokenRecord},
+    store::{Role, Store, StoreResult, TokenKind, TokenRecord},
 };
 
 const TOKEN_PREFIX: &str = "fx_";
@@ -33,6 +33,7 @@ pub struct MintedToken {
 #[derive(Clone, Copy)]
 pub struct TokenSpec<'a> {
     pub kind: TokenKind,
+    pub role: Role,
     pub host_id: Option<&'a str>,
     pub app_name: &'a str,
     pub description: &'a str,
@@ -59,6 +60,7 @@ pub fn mint(spec: TokenSpec<'_>) -> MintedToken {
         record: TokenRecord {
             id,
             kind: spec.kind,
+            role: spec.role,
             host_id: spec.host_id.map(str::to_owned),
             app_name: spec.app_name.to_owned(),
             description: spec.description.to_owned(),
@@ -112,6 +114,7 @@ pub async fn bootstrap_admin_token(
     let record = |plaintext: &str| TokenRecord {
         id: ADMIN_TOKEN_ID.to_owned(),
         kind: TokenKind::Admin,
+        role: Role::Admin,
         host_id: None,
         app_name: "admin".to_owned(),
         description: "bootstrap administrator token".to_owned(),
@@ -140,6 +143,7 @@ mod tests {
     fn minted_tokens_carry_their_row_id() {
         let minted = mint(TokenSpec {
             kind: TokenKind::App,
+            role: Role::Admin,
             host_id: None,
             app_name: "ci",
             description: "",

@@ -3,7 +3,7 @@
 
 use axum::{
     Json, Router,
-    extract::{Request, State},
+    extract::{MatchedPath, Request, State},
     http::{StatusCode, header},
     middleware::Next,
     response::{IntoResponse, Response},
@@ -15,11 +15,12 @@ use super::{
     AppState,
     error::ApiError,
     extract::{FormBody, JsonBody, PathParams},
+    roles,
 };
 use crate::{
     auth::{self, SESSION_TTL_SECS, TokenSpec},
     clock::now_ts,
-    store::{TokenKind, TokenRecord},
+    store::{Role, TokenKind, TokenRecord},
 };
 
 /// The token a request was authenticated with.
@@ -27,6 +28,7 @@ use crate::{
 pub struct Principal {
     pub token_id: String,
     pub kind: TokenKind,
+    pub role: Role,
 }
 
 pub fn login_routes() -> Router<AppState> {
@@ -62,8 +64,9 @@ fn bearer_token(req: &Request) -> Result<&str, ApiError> {
     Ok(token)
 }
 
-/// Admits requests that carry a live admin, app or login token. Host tokens are refused with a
-/// 403 that says which token to use instead: they only open the agent channel of their host.
+/// Admits requests that carry a live admin, app or login token whose role may do what the
+/// route does (before any of it is read or done). Host tokens are refused with a 403 that says
+/// which token to use instead: they only open the agent channel of their host.
 pub async fn require_api_token(
     State(state): State<AppState>,
     mut req: Request,
@@ -81,9 +84,17 @@ pub async fn require_api_token(
             record.host_id.as_deref().unwrap_or_default()
         )));
     }
+    let needed = roles::needed(req.method(), req.extensions().get::<MatchedPath>());
+    if record.role < needed {
+        return Err(ApiError::ForbiddenForRole {
+            needed,
+            held: record.role,
+        });
+    }
     req.extensions_mut().insert(Principal {
         token_id: record.id,
         kind: record.kind,
+        role: record.role,
     });
     Ok(next.run(req).await)
 }
@@ -125,6 +136,8 @@ async fn login(
     state.store.purge_expired_sessions().await?;
     let minted = auth::mint(TokenSpec {
         kind: TokenKind::Session,
+        // The bootstrap user is the administrator.
+        role: Role::Admin,
         host_id: None,
         app_name: "login",
         description: &format!("login session of '{}'", form.username),
@@ -149,6 +162,7 @@ struct AppTokenView {
     id: String,
     app_name: String,
     description: String,
+    role: Role,
     /// Seconds; [`NEVER`] for a token that does not expire.
     ttl: i64,
     valid: bool,
@@ -168,6 +182,7 @@ impl AppTokenView {
             id: record.id,
             app_name: record.app_name,
             description: record.description,
+            role: record.role,
             ttl: record.ttl.unwrap_or(NEVER),
             expire_ts: record.expire_ts.unwrap_or(NEVER),
             token: None,
@@ -183,6 +198,9 @@ struct NewAppToken {
     /// Lifetime in seconds; absent, null or -1 means the token does not expire.
     #[serde(default)]
     ttl: Option<i64>,
+    /// viewer, operator or admin (absent or null: admin, what every token was before roles).
+    #[serde(default)]
+    role: Option<String>,
 }
 
 const MAX_APP_NAME_LEN: usize = 64;
@@ -214,8 +232,18 @@ async fn create_app_token(
             format!("field 'ttl' must be 1 to {MAX_TTL_SECS} seconds, or -1 for never"),
         ));
     }
+    let role = match body.role.as_deref() {
+        None => Role::Admin,
+        Some(raw) => Role::parse(raw).ok_or_else(|| {
+            ApiError::bad_request(
+                "INVALID_FIELD",
+                format!("field 'role' must be one of {}", Role::NAMES.join(", ")),
+            )
+        })?,
+    };
     let minted = auth::mint(TokenSpec {
         kind: TokenKind::App,
+        role,
         host_id: None,
         app_name,
         description: &body.description,

@@ -13,7 +13,10 @@ use axum::{
 };
 use serde::Serialize;
 
-use crate::{logging::escaped, store::StoreError};
+use crate::{
+    logging::escaped,
+    store::{Role, StoreError},
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -26,6 +29,9 @@ pub enum ApiError {
     /// 403: valid credentials that may not do this.
     #[error("{0}")]
     Forbidden(String),
+    /// 403: the token's role may not do this.
+    #[error("this needs the '{}' role; this token has '{}'", needed.as_str(), held.as_str())]
+    ForbiddenForRole { needed: Role, held: Role },
     /// 404: the named object does not exist.
     #[error("{message}")]
     NotFound { code: &'static str, message: String },
@@ -76,7 +82,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_) | ApiError::ForbiddenForRole { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -95,6 +101,7 @@ impl ApiError {
             | ApiError::Unprocessable { code, .. } => code,
             ApiError::Unauthorized(_) => "UNAUTHORIZED",
             ApiError::Forbidden(_) => "FORBIDDEN",
+            ApiError::ForbiddenForRole { .. } => "FORBIDDEN_FOR_ROLE",
             ApiError::PayloadTooLarge { .. } => "PAYLOAD_TOO_LARGE",
             ApiError::UnsupportedMediaType(_) => "UNSUPPORTED_MEDIA_TYPE",
             ApiError::Unavailable => "SERVICE_UNAVAILABLE",

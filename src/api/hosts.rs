@@ -131,6 +131,7 @@ async fn register_host(
     }
     let minted = auth::mint(TokenSpec {
         kind: TokenKind::Host,
+        role: crate::store::Role::Viewer,
         host_id: Some(&host_id),
         app_name: "agent",
         description: &format!("agent token of host '{host_id}'"),

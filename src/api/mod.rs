@@ -15,6 +15,7 @@ pub mod extract;
 mod flex;
 mod health;
 mod hosts;
+pub mod roles;
 mod steps;
 mod tasks;
 mod topology;

@@ -42,7 +42,7 @@ pub use hosts::{DatabaseRecord, DeleteHostOutcome, HostRecord, NewHost};
 pub use ledger::LedgerEntry;
 pub use schedules::{Cadence, ScheduleRecord};
 pub use tasks::{NewTask, StepPosition, TaskFilter, TaskRecord};
-pub use tokens::{TokenKind, TokenRecord};
+pub use tokens::{Role, TokenKind, TokenRecord};
 pub use webhooks::{DeliveryRecord, WebhookRecord};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");

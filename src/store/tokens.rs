@@ -18,10 +18,23 @@ crate::wire_enum! {
     }
 }
 
+crate::wire_enum! {
+    /// What an API token may do; each role may do all that the ones before it may.
+    pub enum Role ("role") {
+        /// Reads and dry runs.
+        Viewer = "viewer",
+        /// Also the Echo operations: snapshot, clone, refresh, delete, abort, keep-alive.
+        Operator = "operator",
+        /// Also hosts, tokens, webhooks, schedules and the audit trail.
+        Admin = "admin",
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct TokenRecord {
     pub id: String,
     pub kind: TokenKind,
+    pub role: Role,
     pub host_id: Option<String>,
     pub app_name: String,
     pub description: String,
@@ -41,6 +54,7 @@ impl TokenRecord {
 struct TokenRow {
     id: String,
     kind: String,
+    role: String,
     host_id: Option<String>,
     app_name: String,
     description: String,
@@ -59,6 +73,10 @@ impl TryFrom<TokenRow> for TokenRecord {
                 .kind
                 .parse()
                 .map_err(|e: crate::model::UnknownValue| super::corrupt("tokens", &row.id, e))?,
+            role: row
+                .role
+                .parse()
+                .map_err(|e: crate::model::UnknownValue| super::corrupt("tokens", &row.id, e))?,
             id: row.id,
             host_id: row.host_id,
             app_name: row.app_name,
@@ -73,7 +91,7 @@ impl TryFrom<TokenRow> for TokenRecord {
 
 macro_rules! token_columns {
     () => {
-        "id, kind, host_id, app_name, description, token_hash, created_ts, ttl, expire_ts"
+        "id, kind, role, host_id, app_name, description, token_hash, created_ts, ttl, expire_ts"
     };
 }
 
@@ -83,11 +101,12 @@ macro_rules! insert_token_on {
     ($conn:expr, $token:expr) => {{
         let token: &$crate::store::TokenRecord = $token;
         sqlx::query(
-            "INSERT INTO tokens (id, kind, host_id, app_name, description, token_hash, \
-             created_ts, ttl, expire_ts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "INSERT INTO tokens (id, kind, role, host_id, app_name, description, token_hash, \
+             created_ts, ttl, expire_ts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(&token.id)
         .bind(token.kind.as_str())
+        .bind(token.role.as_str())
         .bind(&token.host_id)
         .bind(&token.app_name)
         .bind(&token.description)

@@ -4,6 +4,7 @@
 
 mod events_ops;
 mod lifecycle_ops;
+mod roles_ops;
 
 use std::collections::{BTreeSet, HashSet};
 

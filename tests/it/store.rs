@@ -281,6 +281,7 @@ async fn tokens_are_found_listed_and_revoked(backend: Backend) {
 
     let app = auth::mint(TokenSpec {
         kind: TokenKind::App,
+        role: flex::store::Role::Admin,
         host_id: None,
         app_name: "pipeline",
         description: "nightly refresh",
@@ -289,6 +290,7 @@ async fn tokens_are_found_listed_and_revoked(backend: Backend) {
     store.insert_token(&app.record).await.unwrap();
     let expired = auth::mint(TokenSpec {
         kind: TokenKind::App,
+        role: flex::store::Role::Admin,
         host_id: None,
         app_name: "old",
         description: "",
@@ -333,6 +335,7 @@ async fn expired_sessions_are_purged(backend: Backend) {
     for ttl in [-5, 3600] {
         let session = auth::mint(TokenSpec {
             kind: TokenKind::Session,
+            role: flex::store::Role::Admin,
             host_id: None,
             app_name: "login",
             description: "",

@@ -72,6 +72,7 @@ pub fn source_databases(size_mb: u64) -> Vec<DatabaseSpec> {
 pub fn host_token(host_id: &str) -> auth::MintedToken {
     auth::mint(TokenSpec {
         kind: TokenKind::Host,
+        role: flex::store::Role::Viewer,
         host_id: Some(host_id),
         app_name: "agent",
         description: "",
