@@ -47,6 +47,8 @@ pub struct Config {
     pub expiry_check: Duration,
     /// How long events are kept (streams and webhooks resume within it).
     pub event_retention: Duration,
+    /// How long the audit trail keeps each request.
+    pub audit_retention: Duration,
     /// The first retry of a failed webhook delivery waits this long.
     pub webhook_retry_base: Duration,
 }
@@ -80,6 +82,7 @@ impl Config {
             },
             expiry_check: defaults::EXPIRY_CHECK,
             event_retention: Duration::from_secs(defaults::EVENT_RETENTION_DAYS * 86_400),
+            audit_retention: Duration::from_secs(defaults::AUDIT_RETENTION_DAYS * 86_400),
             webhook_retry_base: defaults::WEBHOOK_RETRY_BASE,
         }
     }
@@ -178,6 +181,10 @@ pub struct ServeArgs {
     #[arg(long, env = "FLEX_EVENT_RETENTION_DAYS", default_value_t = defaults::EVENT_RETENTION_DAYS)]
     pub event_retention_days: u64,
 
+    /// Days the audit trail keeps each request.
+    #[arg(long, env = "FLEX_AUDIT_RETENTION_DAYS", default_value_t = defaults::AUDIT_RETENTION_DAYS)]
+    pub audit_retention_days: u64,
+
     /// Milliseconds before a failed webhook delivery is first retried (then backing off).
     #[arg(long, env = "FLEX_WEBHOOK_RETRY_BASE_MS", default_value_t = millis(defaults::WEBHOOK_RETRY_BASE))]
     pub webhook_retry_base_ms: u64,
@@ -264,6 +271,7 @@ impl ServeArgs {
             },
             expiry_check: Duration::from_secs(self.expiry_check_secs.max(1)),
             event_retention: Duration::from_secs(self.event_retention_days.max(1) * 86_400),
+            audit_retention: Duration::from_secs(self.audit_retention_days.max(1) * 86_400),
             webhook_retry_base: Duration::from_millis(self.webhook_retry_base_ms.max(10)),
         }
     }

@@ -27,6 +27,8 @@ pub const MAX_CONNECTIONS: usize = 20_000;
 pub const EXPIRY_CHECK: Duration = Duration::from_secs(30);
 /// Events are kept this many days, then pruned.
 pub const EVENT_RETENTION_DAYS: u64 = 7;
+/// Audit rows are kept this many days, then pruned.
+pub const AUDIT_RETENTION_DAYS: u64 = 90;
 /// A failed webhook delivery is first retried after this long (then backing off).
 pub const WEBHOOK_RETRY_BASE: Duration = Duration::from_secs(5);
 /// A request's headers must arrive within this long (a client that trickles them is cut off).

@@ -109,7 +109,10 @@ pub async fn run(
         executor.waker(),
         config.instance_id.clone(),
         config.expiry_check,
-        config.event_retention,
+        automation::Retention {
+            events: config.event_retention,
+            audit: config.audit_retention,
+        },
     );
     let agent_silence = config.agent_silence;
     let deliverer = webhooks::Deliverer::start(

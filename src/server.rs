@@ -128,7 +128,7 @@ pub async fn serve(
     let bounded = Bounded {
         slots: Arc::new(Semaphore::new(limits.max_connections.max(1))),
     };
-    let service = app.into_make_service();
+    let service = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let listener = listener.into_std()?;
     match tls {
         None => {

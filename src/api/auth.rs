@@ -14,12 +14,12 @@ use serde::{Deserialize, Serialize};
 use super::{
     AppState,
     error::ApiError,
-    extract::{FormBody, JsonBody, PathParams},
+    extract::{ClientAddr, FormBody, JsonBody, PathParams},
     roles,
 };
 use crate::{
     auth::{self, SESSION_TTL_SECS, TokenSpec},
-    clock::now_ts,
+    clock::{now_ms, now_ts},
     store::{Role, TokenKind, TokenRecord},
 };
 
@@ -84,6 +84,7 @@ pub async fn require_api_token(
             record.host_id.as_deref().unwrap_or_default()
         )));
     }
+    crate::store::audit::note_principal(&record.id, &record.app_name, record.role.as_str());
     let needed = roles::needed(req.method(), req.extensions().get::<MatchedPath>());
     if record.role < needed {
         return Err(ApiError::ForbiddenForRole {
@@ -114,10 +115,53 @@ struct LoginResponse {
     expires_on: String,
 }
 
+/// Failed logins (for one user name, or from one address) within the window after which
+/// further attempts are refused until the oldest of them leaves it.
+const LOGIN_FAILURES_ALLOWED: u32 = 5;
+const LOGIN_WINDOW_MS: i64 = 15 * 60 * 1000;
+
+/// Refuses a login while its user name or its address has used up its failures. Counted from
+/// the audit trail, so every replica sees every failure and a restart forgets none. It holds
+/// for user names that do not exist too, which so stay indistinguishable.
+async fn throttle(state: &AppState, user_name: &str, client_addr: &str) -> Result<(), ApiError> {
+    let now = now_ms();
+    let (by_user, by_addr) = state
+        .store
+        .recent_login_failures(
+            user_name,
+            client_addr,
+            now - LOGIN_WINDOW_MS,
+            LOGIN_FAILURES_ALLOWED,
+        )
+        .await?;
+    let allowed = LOGIN_FAILURES_ALLOWED as usize;
+    // Without an address (an app driven without a listener) only the user name counts.
+    let counted = if client_addr.is_empty() {
+        vec![by_user]
+    } else {
+        vec![by_user, by_addr]
+    };
+    let free_at = counted
+        .iter()
+        .filter(|failures| failures.len() >= allowed)
+        .filter_map(|failures| failures.last())
+        .map(|oldest_counted| oldest_counted + LOGIN_WINDOW_MS)
+        .max();
+    match free_at {
+        Some(at) => Err(ApiError::TooManyLogins {
+            retry_after_secs: u64::try_from((at - now + 999) / 1000).unwrap_or(1).max(1),
+        }),
+        None => Ok(()),
+    }
+}
+
 async fn login(
     State(state): State<AppState>,
+    ClientAddr(client_addr): ClientAddr,
     FormBody(form): FormBody<LoginForm>,
 ) -> Result<Json<LoginResponse>, ApiError> {
+    crate::store::audit::note_user(&form.username);
+    throttle(&state, &form.username, &client_addr).await?;
     let config = &state.config;
     let accepted = match (&config.admin_user, &config.admin_password) {
         (Some(user), Some(password)) => {
@@ -133,7 +177,6 @@ async fn login(
             "invalid username or password".to_owned(),
         ));
     }
-    state.store.purge_expired_sessions().await?;
     let minted = auth::mint(TokenSpec {
         kind: TokenKind::Session,
         // The bootstrap user is the administrator.
@@ -143,7 +186,10 @@ async fn login(
         description: &format!("login session of '{}'", form.username),
         ttl: Some(SESSION_TTL_SECS),
     });
+    // The session and the login's audit row commit together.
+    crate::store::audit::note_principal(&minted.record.id, "login", Role::Admin.as_str());
     state.store.insert_token(&minted.record).await?;
+    state.store.purge_expired_sessions().await?;
     let expires_on = minted
         .record
         .expire_ts

@@ -48,6 +48,9 @@ pub enum ApiError {
     /// 415: a body in a format this route does not read.
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// 429: too many failed logins for this user name or from this address.
+    #[error("too many failed logins; try again in {retry_after_secs} s")]
+    TooManyLogins { retry_after_secs: u64 },
     /// 503: the database cannot be reached; retrying later may succeed.
     #[error("the database is unavailable; retry later")]
     Unavailable,
@@ -88,6 +91,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::TooManyLogins { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -104,6 +108,7 @@ impl ApiError {
             ApiError::ForbiddenForRole { .. } => "FORBIDDEN_FOR_ROLE",
             ApiError::PayloadTooLarge { .. } => "PAYLOAD_TOO_LARGE",
             ApiError::UnsupportedMediaType(_) => "UNSUPPORTED_MEDIA_TYPE",
+            ApiError::TooManyLogins { .. } => "TOO_MANY_LOGIN_FAILURES",
             ApiError::Unavailable => "SERVICE_UNAVAILABLE",
             ApiError::Internal(_) => "INTERNAL_ERROR",
         }
@@ -156,12 +161,16 @@ impl IntoResponse for ApiError {
             }
         }
         let mut response = self.status().into_response();
-        if matches!(self, ApiError::Unavailable) {
-            // Pipelines poll; tell them when asking again makes sense.
-            response.headers_mut().insert(
-                axum::http::header::RETRY_AFTER,
-                axum::http::HeaderValue::from_static("1"),
-            );
+        // Pipelines poll; tell them when asking again makes sense.
+        let retry_after = match self {
+            ApiError::Unavailable => Some(1),
+            ApiError::TooManyLogins { retry_after_secs } => Some(retry_after_secs),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
         }
         response.extensions_mut().insert(ErrorBody {
             code: self.code(),

@@ -6,6 +6,7 @@
 //! API route through [`auth::require_api_token`].
 
 mod agent;
+mod audit;
 pub mod auth;
 pub mod context;
 mod echo;
@@ -70,7 +71,8 @@ pub fn router(state: AppState) -> Router {
         .merge(flex::routes())
         .merge(echo::routes())
         .merge(events::routes())
-        .merge(webhooks::routes());
+        .merge(webhooks::routes())
+        .merge(audit::routes());
     for prefix in HOST_PREFIXES {
         api = api.nest(prefix, hosts::routes());
     }
@@ -94,6 +96,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { StatusCode::NOT_FOUND })
         .method_not_allowed_fallback(|| async { StatusCode::METHOD_NOT_ALLOWED })
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            audit::record_requests,
+        ))
         .with_state(state)
         .layer(middleware::from_fn(context::request_context))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))

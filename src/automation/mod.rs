@@ -17,6 +17,13 @@ use crate::{clock::now_ts, executor::Waker, store::Store};
 
 pub use expiry::RETRY_AFTER_SECS;
 
+/// How long what the store only appends to is kept.
+#[derive(Clone, Copy, Debug)]
+pub struct Retention {
+    pub events: Duration,
+    pub audit: Duration,
+}
+
 /// The running checker; [`Automation::stop`] ends it.
 pub struct Automation {
     stop: watch::Sender<bool>,
@@ -24,26 +31,20 @@ pub struct Automation {
 }
 
 impl Automation {
-    /// Checks every `every`, starting now; tasks it creates are owned by `owner`. Events
-    /// older than `event_retention` are pruned as it goes.
+    /// Checks every `every`, starting now; tasks it creates are owned by `owner`. Events and
+    /// audit rows older than their `retention` are pruned as it goes.
     pub fn start(
         store: Store,
         executor: Waker,
         owner: String,
         every: Duration,
-        event_retention: Duration,
+        retention: Retention,
     ) -> Automation {
         let (stop, mut stopped) = watch::channel(false);
         let handle = tokio::spawn(async move {
             loop {
                 check_once(&store, &executor, &owner).await;
-                let retention_ms = i64::try_from(event_retention.as_millis()).unwrap_or(i64::MAX);
-                if let Err(err) = store
-                    .prune_events(crate::clock::now_ms() - retention_ms)
-                    .await
-                {
-                    tracing::warn!(error = %err, "pruning old events failed");
-                }
+                prune(&store, retention).await;
                 tokio::select! {
                     () = tokio::time::sleep(every) => {}
                     _ = stopped.changed() => break,
@@ -56,6 +57,20 @@ impl Automation {
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         let _ = self.handle.await;
+    }
+}
+
+/// Forgets events and audit rows past their retention; a store that does not answer is tried
+/// again next time.
+async fn prune(store: &Store, retention: Retention) {
+    let before = |kept: Duration| {
+        crate::clock::now_ms() - i64::try_from(kept.as_millis()).unwrap_or(i64::MAX)
+    };
+    if let Err(err) = store.prune_events(before(retention.events)).await {
+        tracing::warn!(error = %err, "pruning old events failed");
+    }
+    if let Err(err) = store.prune_audit(before(retention.audit)).await {
+        tracing::warn!(error = %err, "pruning old audit rows failed");
     }
 }
 

@@ -191,6 +191,7 @@ impl Store {
             .bind(&t.request)
             .execute(&mut *tx)
             .await?;
+            super::audit::note_task(&t.request_id);
             for host_id in &task.host_ids {
                 sqlx::query(
                     "INSERT INTO task_hosts (request_id, host_id) VALUES ($1, $2) \

@@ -10,6 +10,7 @@
 //! lets run beside the writer.
 
 mod agents;
+pub mod audit;
 mod claims;
 mod creation;
 mod echo;
@@ -33,6 +34,7 @@ use sqlx::{
 };
 
 pub use agents::{AgentCommandRecord, AgentFacts, OutboxState};
+pub use audit::{AuditEntry, AuditQuery, AuditScope};
 pub use claims::{Claim, Shared};
 pub use creation::{Creation, IDEMPOTENCY_WINDOW_MS, Idempotency, Once, TaskGuard};
 pub use echo::{DbSnapshotRecord, EchoDbRecord};
@@ -150,17 +152,22 @@ macro_rules! in_write_tx {
         match &$store.backend {
             $crate::store::Backend::Sqlite { writer, .. } => {
                 let mut $tx = writer.begin_with("BEGIN IMMEDIATE").await?;
+                // A request's change commits with its audit row (see `audit.rs`).
+                let audit_row = $crate::store::audit::open_row!(&mut *$tx);
                 let out: $crate::store::StoreResult<_> = async { $body }.await;
                 if out.is_ok() {
                     $tx.commit().await?;
+                    $crate::store::audit::committed(audit_row);
                 }
                 out
             }
             $crate::store::Backend::Postgres(pool) => {
                 let mut $tx = pool.begin().await?;
+                let audit_row = $crate::store::audit::open_row!(&mut *$tx);
                 let out: $crate::store::StoreResult<_> = async { $body }.await;
                 if out.is_ok() {
                     $tx.commit().await?;
+                    $crate::store::audit::committed(audit_row);
                 }
                 out
             }

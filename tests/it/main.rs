@@ -3,6 +3,7 @@
 
 mod agents;
 mod architecture;
+mod audit;
 mod auth;
 mod bad_input;
 mod cli;

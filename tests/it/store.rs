@@ -379,7 +379,77 @@ crate::on_both_backends!(
     concurrent_writers_all_land,
     the_ledger_adopts_only_what_a_task_intended,
     claims_on_a_shared_object_exclude_the_other_kind_until_their_task_ends,
+    a_change_commits_with_its_audit_row_and_a_rolled_back_one_leaves_none,
 );
+
+/// A request's first committed write carries its audit row (status still unknown); a write
+/// that rolls back takes its row with it; the answer then settles the row, once.
+async fn a_change_commits_with_its_audit_row_and_a_rolled_back_one_leaves_none(backend: Backend) {
+    use flex::store::{AuditEntry, AuditQuery, AuditScope};
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let entry = |ref_id: &str| AuditEntry {
+        ts_ms: flex::clock::now_ms(),
+        method: "PUT".into(),
+        path: "/api/v1/hosts/host01".into(),
+        ref_id: ref_id.into(),
+        ..AuditEntry::default()
+    };
+    let rows = |ref_id: &'static str| {
+        let store = store.clone();
+        async move {
+            let query = AuditQuery {
+                ref_id: Some(ref_id.into()),
+                limit: 10,
+                ..AuditQuery::default()
+            };
+            store.audit_entries(&query).await.unwrap()
+        }
+    };
+
+    let changed = AuditScope::new(entry("Changed"));
+    changed
+        .clone()
+        .run(store.insert_host(&new_host("host01"), &host_token("host01").record))
+        .await
+        .unwrap();
+    let written = rows("Changed").await;
+    assert_eq!(written.len(), 1, "the row committed with the host");
+    assert_eq!(written[0].status, None, "not answered yet");
+    store.finish_audit(&changed, 201).await.unwrap();
+    let settled = rows("Changed").await;
+    assert_eq!(settled.len(), 1);
+    assert_eq!(settled[0].status, Some(201));
+
+    let refused = AuditScope::new(entry("Refused"));
+    let again = refused
+        .clone()
+        .run(store.insert_host(&new_host("host01"), &host_token("host01").record))
+        .await;
+    assert!(again.is_err(), "the host exists");
+    assert!(
+        rows("Refused").await.is_empty(),
+        "rolled back with the write"
+    );
+    store.finish_audit(&refused, 409).await.unwrap();
+    let answered = rows("Refused").await;
+    assert_eq!(answered.len(), 1);
+    assert_eq!(answered[0].status, Some(409));
+
+    // Writes outside any request are not audited.
+    store
+        .insert_host(&new_host("host02"), &host_token("host02").record)
+        .await
+        .unwrap();
+    let all = store
+        .audit_entries(&AuditQuery {
+            limit: 100,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 2);
+}
 
 /// An object found after a create whose answer was lost is the task's own only if that task
 /// said beforehand that it was about to create it.
