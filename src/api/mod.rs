@@ -27,12 +27,13 @@ use std::sync::Arc;
 use axum::{
     Router,
     extract::DefaultBodyLimit,
-    http::{HeaderName, StatusCode},
+    http::{HeaderName, HeaderValue, StatusCode, header},
     middleware,
 };
 use tower_http::{
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
     sensitive_headers::SetSensitiveRequestHeadersLayer,
+    set_header::SetResponseHeaderLayer,
 };
 
 use crate::{agents::AgentHub, config::Config, executor::Waker, sdp::SdpClient, store::Store};
@@ -88,6 +89,14 @@ pub fn router(state: AppState) -> Router {
     ));
 
     let request_id = HeaderName::from_static("x-request-id");
+    // Over TLS, browsers are told to keep to it; over plain HTTP the header would be ignored
+    // (and a lie).
+    let hsts = state.config.tls.is_some().then(|| {
+        SetResponseHeaderLayer::if_not_present(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        )
+    });
     Router::new()
         .merge(api)
         .merge(auth::login_routes())
@@ -107,4 +116,14 @@ pub fn router(state: AppState) -> Router {
         .layer(SetSensitiveRequestHeadersLayer::new([
             axum::http::header::AUTHORIZATION,
         ]))
+        // Answers carry tokens and the state of the estate: never cached, never sniffed.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(tower::util::option_layer(hsts))
 }

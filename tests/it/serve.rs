@@ -14,6 +14,7 @@ async fn serves_https_with_the_given_certificate_and_stops_gracefully() {
     let (server, _certificate) = TestServer::start_tls(Backend::Sqlite).await;
     let hosts = server.get("/flex/api/v1/hosts").await;
     assert_eq!(hosts.status(), 204);
+    assert_eq!(hosts.headers()["strict-transport-security"], "max-age=31536000");
     let plain = reqwest::get(server.base.replace("https://", "http://") + "/healthz").await;
     assert!(
         plain.map_or(true, |r| !r.status().is_success()),
@@ -23,6 +24,35 @@ async fn serves_https_with_the_given_certificate_and_stops_gracefully() {
         .await
         .expect("graceful shutdown ends")
         .expect("server ends without error");
+}
+
+#[tokio::test]
+async fn every_answer_carries_the_security_headers() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    for (path, status) in [
+        ("/api/v1/hosts", 204),
+        ("/api/echo/v1/topology", 200),
+        ("/healthz", 200),
+        ("/no/such/route", 404),
+    ] {
+        let response = server.get(path).await;
+        assert_eq!(response.status(), status, "{path}");
+        let headers = response.headers();
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(headers["cache-control"], "no-store", "{path}");
+        assert!(
+            headers.get("strict-transport-security").is_none(),
+            "no HSTS over plain HTTP: {path}"
+        );
+    }
+    let refused = server
+        .client
+        .get(server.url("/api/v1/hosts"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    assert_eq!(refused.headers()["cache-control"], "no-store");
 }
 
 fn flex_binary() -> Command {
