@@ -133,6 +133,11 @@ pub struct ServeArgs {
     #[arg(long, env = "FLEX_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
 
+    /// Serve plain HTTP on a non-loopback address (without it, and without --tls-cert, Flex
+    /// serves HTTPS there with a self-signed certificate kept beside the database).
+    #[arg(long, env = "FLEX_PLAIN_HTTP", conflicts_with = "tls_cert")]
+    pub plain_http: bool,
+
     /// Seconds without a heartbeat after which a host's agent counts as disconnected.
     #[arg(long, env = "FLEX_AGENT_SILENCE_SECS", default_value_t = defaults::AGENT_SILENCE.as_secs())]
     pub agent_silence_secs: u64,

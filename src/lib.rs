@@ -21,6 +21,7 @@ pub mod sdp;
 pub mod server;
 pub mod store;
 pub mod timing;
+pub mod tls;
 pub mod webhooks;
 pub mod workflows;
 

@@ -210,9 +210,14 @@ async fn main() -> ExitCode {
 async fn serve(command: ServerCommand) -> ExitCode {
     let outcome = match command {
         ServerCommand::Serve(args) => {
-            let listen = args.listen;
+            let (listen, plain_http) = (args.listen, args.plain_http);
+            let mut config = args.into_config();
+            if let Err(err) = flex::tls::secure_by_default(&mut config, listen, plain_http) {
+                tracing::error!(error = %err, "cannot make the self-signed certificate");
+                return ExitCode::FAILURE;
+            }
             match tokio::net::TcpListener::bind(listen).await {
-                Ok(listener) => flex::run(args.into_config(), listener, shutdown_signal()).await,
+                Ok(listener) => flex::run(config, listener, shutdown_signal()).await,
                 Err(err) => {
                     tracing::error!(%listen, error = %err, "cannot listen");
                     return ExitCode::FAILURE;

@@ -14,7 +14,10 @@ async fn serves_https_with_the_given_certificate_and_stops_gracefully() {
     let (server, _certificate) = TestServer::start_tls(Backend::Sqlite).await;
     let hosts = server.get("/flex/api/v1/hosts").await;
     assert_eq!(hosts.status(), 204);
-    assert_eq!(hosts.headers()["strict-transport-security"], "max-age=31536000");
+    assert_eq!(
+        hosts.headers()["strict-transport-security"],
+        "max-age=31536000"
+    );
     let plain = reqwest::get(server.base.replace("https://", "http://") + "/healthz").await;
     assert!(
         plain.map_or(true, |r| !r.status().is_success()),
@@ -282,4 +285,96 @@ async fn the_demo_serves_https_with_connected_hosts_and_clones_end_to_end() {
     }
     stop(child);
     assert_eq!(state, "completed");
+}
+
+/// `flex serve` on an address other hosts reach, until SIGTERM; its stderr goes to `log`.
+async fn serve_off_loopback(db_url: &str, port: u16, log: &std::path::Path, extra: &[&str]) {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_flex"))
+        .args(["serve", "--listen", &format!("0.0.0.0:{port}")])
+        .args(["--database-url", db_url])
+        .args(extra)
+        .env("FLEX_LOG", "info")
+        .env_remove("FLEX_PLAIN_HTTP")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let plain = extra.contains(&"--plain-http");
+    let scheme = if plain { "http" } else { "https" };
+    let insecure = reqwest::Client::builder()
+        .tls_danger_accept_invalid_certs(true)
+        .build()
+        .unwrap();
+    let url = format!("{scheme}://127.0.0.1:{port}/healthz");
+    let mut up = false;
+    for _ in 0..400 {
+        if insecure
+            .get(&url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(
+        up,
+        "{url} never answered: {}",
+        std::fs::read_to_string(log).unwrap()
+    );
+    if !plain {
+        let other = format!("http://127.0.0.1:{port}/healthz");
+        let answer = reqwest::get(&other).await;
+        assert!(
+            answer.map_or(true, |r| !r.status().is_success()),
+            "no plain HTTP there"
+        );
+    }
+    let pid = child.id().unwrap().to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(killed.success());
+    assert!(child.wait().await.unwrap().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn off_loopback_serve_makes_a_certificate_once_and_plain_http_must_be_asked_for() {
+    crate::support::init_tracing();
+    let dir = std::env::temp_dir().join(format!("flex-tls-default-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let db_url = format!("sqlite://{}/flex.db", dir.display());
+    let (cert, key, log) = (
+        dir.join("flex-tls-cert.pem"),
+        dir.join("flex-tls-key.pem"),
+        dir.join("serve.log"),
+    );
+
+    serve_off_loopback(&db_url, free_port(), &log, &[]).await;
+    let first = std::fs::read(&cert).expect("the certificate is beside the database");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "only Flex reads its key");
+    }
+    let fingerprint = flex::tls::fingerprint(&cert).unwrap();
+    assert!(
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .contains(&fingerprint),
+        "the fingerprint is logged"
+    );
+
+    serve_off_loopback(&db_url, free_port(), &log, &[]).await;
+    assert_eq!(std::fs::read(&cert).unwrap(), first, "reused on restart");
+    assert!(
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .contains(&fingerprint)
+    );
+
+    serve_off_loopback(&db_url, free_port(), &log, &["--plain-http"]).await;
+    let _ = std::fs::remove_dir_all(dir);
 }
