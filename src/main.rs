@@ -51,12 +51,24 @@ enum ServerCommand {
     Serve(ServeArgs),
     /// Apply pending database migrations and exit.
     Migrate(DatabaseArgs),
+    /// Copy the SQLite state to a new file, consistently, while Flex serves.
+    #[command(after_help = "Example:\n  flex backup --to /backups/flex-$(date +%F).db")]
+    Backup(BackupArgs),
     /// Run an emulated SDP (the REST subset Flex uses, with fault injection).
     SdpEmulator(SdpEmulatorArgs),
     /// Run an emulated database host (SQL Server + agent) connected to Flex.
     AgentEmulator(AgentEmulatorArgs),
     /// Run Flex, an SDP emulator and three emulated hosts in one process.
     Demo(DemoArgs),
+}
+
+#[derive(clap::Args)]
+struct BackupArgs {
+    #[command(flatten)]
+    database: DatabaseArgs,
+    /// The file to write (must not exist).
+    #[arg(long)]
+    to: std::path::PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -225,6 +237,7 @@ async fn serve(command: ServerCommand) -> ExitCode {
             }
         }
         ServerCommand::Migrate(args) => migrate(&args.database_url).await,
+        ServerCommand::Backup(args) => backup(&args.database.database_url, &args.to).await,
         ServerCommand::SdpEmulator(args) => sdp_emulator(args).await,
         ServerCommand::AgentEmulator(args) => agent_emulator(args).await,
         ServerCommand::Demo(args) => {
@@ -256,6 +269,33 @@ async fn migrate(database_url: &str) -> Result<(), flex::FlexError> {
     store.migrate().await?;
     tracing::info!(backend = store.backend_name(), "migrations applied");
     store.close().await;
+    Ok(())
+}
+
+async fn backup(database_url: &str, to: &std::path::Path) -> Result<(), flex::FlexError> {
+    if to.exists() {
+        return Err(flex::FlexError::Io(std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            format!("{} exists; back up to a new file", to.display()),
+        )));
+    }
+    if let Some(file) = flex::store::sqlite_file(database_url)
+        && !file.exists()
+    {
+        return Err(flex::FlexError::Io(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("there is no database at {}", file.display()),
+        )));
+    }
+    let store = flex::store::Store::connect(database_url).await?;
+    let copied = store.backup_to(to).await?;
+    store.close().await;
+    if !copied {
+        return Err(flex::FlexError::Io(std::io::Error::other(
+            "flex backup copies SQLite state; on Postgres use pg_dump or a base backup",
+        )));
+    }
+    tracing::info!(to = %to.display(), "backup written");
     Ok(())
 }
 

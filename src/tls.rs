@@ -52,12 +52,8 @@ pub fn secure_by_default(
 
 /// The folder of an SQLite database file; the working directory for anything else.
 fn beside_database(database_url: &str) -> PathBuf {
-    let path = database_url
-        .strip_prefix("sqlite://")
-        .or_else(|| database_url.strip_prefix("sqlite:"))
-        .filter(|p| !p.starts_with(":memory:"))
-        .map(|p| p.split('?').next().unwrap_or(p));
-    match path.and_then(|p| Path::new(p).parent()) {
+    let file = crate::store::sqlite_file(database_url);
+    match file.as_deref().and_then(Path::parent) {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
         _ => PathBuf::from("."),
     }

@@ -176,6 +176,14 @@ macro_rules! in_write_tx {
 }
 pub(crate) use {in_write_tx, on_reader};
 
+/// The file an `sqlite:` URL names (`None` for memory databases and other backends).
+pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    url.strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .filter(|path| !path.starts_with(":memory:") && !path.is_empty())
+        .map(|path| std::path::PathBuf::from(path.split('?').next().unwrap_or(path)))
+}
+
 impl Store {
     /// Opens the database named by `url`: `sqlite://path` (created if missing), `sqlite::memory:`
     /// or `postgres://…`. Does not migrate; call [`Store::migrate`].
@@ -228,6 +236,21 @@ impl Store {
             ended: task_ends::channel(),
             events: events::channel(),
         })
+    }
+
+    /// Writes a consistent copy of an SQLite database to `to` (a new file) while others keep
+    /// reading and writing it; `Ok(false)` on Postgres, whose own tools (`pg_dump`, base
+    /// backups) do this better.
+    pub async fn backup_to(&self, to: &std::path::Path) -> StoreResult<bool> {
+        let Backend::Sqlite { readers, .. } = &self.backend else {
+            return Ok(false);
+        };
+        // A read transaction of its own: the copy is one snapshot, and writers go on (WAL).
+        sqlx::query("VACUUM INTO $1")
+            .bind(to.to_string_lossy().into_owned())
+            .execute(readers)
+            .await?;
+        Ok(true)
     }
 
     pub fn backend_name(&self) -> &'static str {

@@ -378,3 +378,72 @@ async fn off_loopback_serve_makes_a_certificate_once_and_plain_http_must_be_aske
     serve_off_loopback(&db_url, free_port(), &log, &["--plain-http"]).await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_copies_the_state_while_flex_serves() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    for host in ["host01", "host02"] {
+        server.register_host(host).await;
+    }
+    let dir = std::env::temp_dir().join(format!("flex-backup-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let to = dir.join("copy.db");
+    let backup = |to: &std::path::Path, url: &str| {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_flex"))
+            .args(["backup", "--database-url", url, "--to"])
+            .arg(to)
+            .env("FLEX_LOG", "warn")
+            .output()
+    };
+    // Writes go on while it copies.
+    let writing = {
+        let client = server.client.clone();
+        let url = server.url("/api/v1/hosts/");
+        tokio::spawn(async move {
+            for n in 0..20 {
+                client
+                    .put(format!("{url}busy{n:02}"))
+                    .bearer_auth(crate::support::ADMIN_TOKEN)
+                    .body(r#"{"db_vendor":"mssql"}"#)
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    let made = backup(&to, &server.db.url).await.unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    writing.await.unwrap();
+
+    let copy = flex::store::Store::connect(&format!("sqlite://{}", to.display()))
+        .await
+        .unwrap();
+    let hosts: Vec<String> = copy
+        .list_hosts()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|h| h.host_id)
+        .collect();
+    assert!(hosts.contains(&"host01".to_owned()) && hosts.contains(&"host02".to_owned()));
+    copy.migrate().await.expect("a complete, current schema");
+    copy.close().await;
+
+    let again = backup(&to, &server.db.url).await.unwrap();
+    assert!(!again.status.success(), "never over an existing file");
+    let missing = backup(&dir.join("x.db"), "sqlite:///nonexistent/flex.db")
+        .await
+        .unwrap();
+    assert!(!missing.status.success());
+    assert!(!dir.join("x.db").exists());
+    let postgres = backup(&dir.join("pg.db"), &crate::support::postgres_url())
+        .await
+        .unwrap();
+    assert!(!postgres.status.success());
+    assert!(String::from_utf8_lossy(&postgres.stderr).contains("pg_dump"));
+    let _ = std::fs::remove_dir_all(dir);
+}
