@@ -21,6 +21,7 @@ mod long_poll;
 mod openapi;
 mod outage;
 mod sdp;
+mod secrets;
 mod serve;
 mod shared_objects;
 mod store;
