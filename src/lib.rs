@@ -75,8 +75,9 @@ pub async fn run(
         // Shown once, on stdout and not in the logs: only its hash is kept.
         println!("Generated admin token (shown once, store it now): {token}");
     }
+    let metrics = Arc::new(metrics::Metrics::default());
     let sdp = match &config.sdp {
-        Some(sdp_config) => Some(connect_sdp(sdp_config).await?),
+        Some(sdp_config) => Some(connect_sdp(sdp_config).await?.with_metrics(metrics.clone())),
         None => None,
     };
     let agents = agents::AgentHub::new(
@@ -85,9 +86,9 @@ pub async fn run(
         config.agent_heartbeat,
         config.agent_silence,
     )
-    .with_sdp(sdp.clone());
+    .with_sdp(sdp.clone())
+    .with_metrics(metrics.clone());
     agents.start().await?;
-    let metrics = Arc::new(metrics::Metrics::default());
     // The workflows own what their steps talk to; the executor only runs them.
     let catalogue = workflows::catalogue(workflows::EchoDeps {
         store: store.clone(),

@@ -122,6 +122,8 @@ struct HubInner {
     waiters: Mutex<HashMap<String, Arc<Notify>>>,
     next_connection: AtomicU64,
     stop: watch::Sender<bool>,
+    /// Where each command's duration and outcome go (`/metrics`).
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 /// Cheap to clone; one per process.
@@ -158,11 +160,20 @@ impl AgentHub {
                 waiters: Mutex::new(HashMap::new()),
                 next_connection: AtomicU64::new(1),
                 stop,
+                metrics: None,
             }),
         }
     }
 
     /// The array to join inventories to. Call before the hub is shared.
+    /// The same hub, recording every command in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> AgentHub {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.metrics = Some(metrics);
+        }
+        self
+    }
+
     pub fn with_sdp(mut self, sdp: Option<crate::sdp::SdpClient>) -> AgentHub {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             inner.sdp = sdp;
@@ -438,8 +449,32 @@ impl AgentHub {
         })
     }
 
-    /// Sends `command` to the host's agent and waits until `deadline` for its reply's result.
+    /// Sends `command` to the host's agent and waits until `deadline` for its reply's result;
+    /// timed for `/metrics`.
     pub async fn call(
+        &self,
+        host_id: &str,
+        command: AgentCommand,
+        deadline: Duration,
+    ) -> Result<Value, AgentError> {
+        let started = std::time::Instant::now();
+        let name = command.name.clone();
+        let answer = self.exchange(host_id, command, deadline).await;
+        if let Some(metrics) = &self.inner.metrics {
+            let outcome = match &answer {
+                Ok(_) => "ok",
+                Err(AgentError::NotConnected(_)) => "not_connected",
+                Err(AgentError::TimedOut { .. }) => "timed_out",
+                Err(AgentError::Failed { .. }) => "failed",
+                Err(AgentError::Refused { .. }) => "refused",
+                Err(AgentError::Store(_)) => "store_error",
+            };
+            metrics.agent_command(&name, outcome, started.elapsed().as_secs_f64());
+        }
+        answer
+    }
+
+    async fn exchange(
         &self,
         host_id: &str,
         command: AgentCommand,

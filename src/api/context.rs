@@ -1,11 +1,15 @@
 //! Per-request context: the `hs-ref-id` a client uses to follow an operation, the request id,
-//! the log span that carries both, and the JSON body of every error response.
+//! the log span that carries both, the JSON body of every error response, and the request's
+//! duration by route template for `/metrics`.
 
-use std::time::Instant;
+use std::{
+    sync::{Arc, OnceLock},
+    time::Instant,
+};
 
 use axum::{
     Json,
-    extract::Request,
+    extract::{MatchedPath, Request, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     middleware::Next,
     response::{IntoResponse, Response},
@@ -43,8 +47,30 @@ fn ref_id_from(headers: &HeaderMap) -> Result<String, ApiError> {
     }
 }
 
-pub async fn request_context(mut req: Request, next: Next) -> Response {
+/// Where the router leaves the matched route's template, for the context (which runs before
+/// routing) to read once the request is answered.
+#[derive(Clone, Default)]
+pub struct RouteSlot(Arc<OnceLock<String>>);
+
+/// Runs after routing (a route layer): tells the context which route template matched.
+pub async fn note_route(req: Request, next: Next) -> Response {
+    if let (Some(slot), Some(route)) = (
+        req.extensions().get::<RouteSlot>(),
+        req.extensions().get::<MatchedPath>(),
+    ) {
+        let _ = slot.0.set(route.as_str().to_owned());
+    }
+    next.run(req).await
+}
+
+pub async fn request_context(
+    State(metrics): State<Arc<crate::metrics::Metrics>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
+    let route = RouteSlot::default();
+    req.extensions_mut().insert(route.clone());
     let request_id = req
         .headers()
         .get("x-request-id")
@@ -66,6 +92,13 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
         next.run(req).instrument(span.clone()).await
     };
     let response = render_error_body(response, &ref_id);
+    let route = route.0.get().map_or("unmatched", String::as_str);
+    metrics.http_request(
+        method.as_str(),
+        route,
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
     span.in_scope(|| {
         tracing::info!(
             status = response.status().as_u16(),

@@ -11,6 +11,7 @@ use axum::{
 use serde_json::json;
 
 use super::{AppState, error::ApiError};
+use crate::metrics::{self, Levels};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -19,15 +20,18 @@ pub fn routes() -> Router<AppState> {
         .route("/metrics", get(metrics))
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4",
-        )],
-        state.metrics.render(),
+async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let (ledger_objects, tasks_running) = state.store.metric_levels().await?;
+    let levels = Levels {
+        agents_connected: i64::try_from(state.agents.connected_here()).unwrap_or(i64::MAX),
+        tasks_running,
+        ledger_objects,
+    };
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
+        state.metrics.render(&levels),
     )
-        .into_response()
+        .into_response())
 }
 
 async fn healthz() -> Json<serde_json::Value> {

@@ -89,6 +89,7 @@ pub fn router(state: AppState) -> Router {
     ));
 
     let request_id = HeaderName::from_static("x-request-id");
+    let metrics = state.metrics.clone();
     // Over TLS, browsers are told to keep to it; over plain HTTP the header would be ignored
     // (and a lie).
     let hsts = state.config.tls.is_some().then(|| {
@@ -102,6 +103,7 @@ pub fn router(state: AppState) -> Router {
         .merge(auth::login_routes())
         .merge(agent::routes())
         .merge(health::routes())
+        .route_layer(middleware::from_fn(context::note_route))
         .fallback(|| async { StatusCode::NOT_FOUND })
         .method_not_allowed_fallback(|| async { StatusCode::METHOD_NOT_ALLOWED })
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
@@ -110,7 +112,10 @@ pub fn router(state: AppState) -> Router {
             audit::record_requests,
         ))
         .with_state(state)
-        .layer(middleware::from_fn(context::request_context))
+        .layer(middleware::from_fn_with_state(
+            metrics,
+            context::request_context,
+        ))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .layer(SetSensitiveRequestHeadersLayer::new([

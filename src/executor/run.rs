@@ -154,7 +154,9 @@ impl<J: Journal> Inner<J> {
             .await
         {
             Ok(true) => {
-                self.metrics.task_finished(state);
+                let took = clock::now_ms() as f64 / 1000.0 - task.create_ts as f64;
+                self.metrics
+                    .task_finished(task.command_type.as_str(), state, took.max(0.0));
                 if state == TaskState::Completed {
                     Outcome::Completed
                 } else {

@@ -72,6 +72,8 @@ pub struct SdpClient {
     user: Arc<str>,
     password: Arc<str>,
     ref_id: Option<Arc<str>>,
+    /// Where each call's duration and outcome go (`/metrics`).
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl std::fmt::Debug for SdpClient {
@@ -128,6 +130,7 @@ impl SdpClient {
             user: config.user.as_str().into(),
             password: config.password.as_str().into(),
             ref_id: None,
+            metrics: None,
         })
     }
 
@@ -139,8 +142,39 @@ impl SdpClient {
         }
     }
 
-    /// One HTTP exchange. `Ok(None)` is an empty answer (a DELETE's 204).
+    /// The same client, recording every call in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> SdpClient {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// One HTTP exchange, timed for `/metrics`. `Ok(None)` is an empty answer (a DELETE's 204).
     async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> Result<Option<Value>, SdpError> {
+        let started = Instant::now();
+        let answer = self.exchange(method.clone(), path, query, body).await;
+        if let Some(metrics) = &self.metrics {
+            let collection = path.split('/').find(|s| !s.is_empty()).unwrap_or_default();
+            let outcome = match &answer {
+                Ok(_) => "ok",
+                Err(err) if err.is_not_found() => "not_found",
+                Err(SdpError::Transient { .. }) => "transient",
+                Err(SdpError::Ambiguous { .. }) => "ambiguous",
+                Err(SdpError::Permanent { .. }) => "refused",
+                Err(SdpError::Config(_)) => "config",
+            };
+            let seconds = started.elapsed().as_secs_f64();
+            metrics.sdp_request(method.as_str(), collection, outcome, seconds);
+        }
+        answer
+    }
+
+    async fn exchange(
         &self,
         method: Method,
         path: &str,

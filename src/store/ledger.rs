@@ -51,6 +51,34 @@ fn sql_id(sdp_id: u64) -> i64 {
 }
 
 impl Store {
+    /// How many objects the ledger holds (made, not yet deleted), by kind; and how many tasks
+    /// are running: the levels `/metrics` shows.
+    pub async fn metric_levels(&self) -> StoreResult<(Vec<(String, i64)>, i64)> {
+        let (kinds, running): (Vec<(String, i64)>, i64) = on_reader!(self, |pool| {
+            let kinds = sqlx::query_as(
+                "SELECT kind, COUNT(*) FROM sdp_ledger WHERE deleted_ms IS NULL GROUP BY kind",
+            )
+            .fetch_all(pool)
+            .await?;
+            let running = sqlx::query_scalar("SELECT COUNT(*) FROM tasks WHERE state = 'running'")
+                .fetch_one(pool)
+                .await?;
+            (kinds, running)
+        });
+        // Every kind appears, at 0 when none is held, so a dashboard's series never vanish.
+        let levels = LedgerKind::ALL
+            .iter()
+            .map(|kind| {
+                let held = kinds
+                    .iter()
+                    .find(|(name, _)| name == kind.as_str())
+                    .map_or(0, |(_, count)| *count);
+                (kind.as_str().to_owned(), held)
+            })
+            .collect();
+        Ok((levels, running))
+    }
+
     /// Notes an object Flex created on the SDP (idempotent).
     pub async fn ledger_created(
         &self,

@@ -309,24 +309,42 @@ async fn the_whole_lifecycle_leaves_nothing_behind(backend: Backend) {
     assert_eq!(listed, json!([]));
     echo.assert_nothing_left().await;
 
-    // The one application-consistent snapshot's freeze shows in the metrics.
-    let metrics = echo
+    // The one application-consistent snapshot's freeze shows in the metrics, and so does
+    // every layer the tasks went through, labelled by route template, never by raw path.
+    let response = echo
         .server
         .client
         .get(echo.server.url("/metrics"))
         .send()
         .await
-        .unwrap()
-        .text()
-        .await
         .unwrap();
     assert!(
-        metrics.contains("flex_freeze_duration_ms_count 1"),
-        "{metrics}"
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text"),
     );
+    let metrics = response.text().await.unwrap();
+    for expected in [
+        "flex_freeze_duration_seconds_count 1",
+        "flex_tasks_finished_total{state=\"completed\"} 9",
+        "flex_task_duration_seconds_count{command_type=\"CreateCloneCommand\",state=\"completed\"}",
+        "flex_http_request_duration_seconds_count{method=\"GET\",route=\"/api/echo/v1/tasks/{request_id}\",status=\"200\"}",
+        "flex_sdp_request_duration_seconds_count{method=\"POST\",collection=\"volumes\",outcome=\"ok\"}",
+        "flex_agent_command_duration_seconds_count{command=\"freeze\",outcome=\"ok\"}",
+        "flex_agents_connected 3",
+        "flex_tasks_running 0",
+        "flex_sdp_ledger_objects{kind=\"volume\"} 0",
+        "# EOF",
+    ] {
+        assert!(
+            metrics.contains(expected),
+            "{expected} missing from {metrics}"
+        );
+    }
     assert!(
-        metrics.contains("flex_tasks_finished_total{state=\"completed\"} 9"),
-        "{metrics}"
+        !metrics.contains("route=\"/api/echo/v1/tasks/") || !metrics.contains("tasks/t"),
+        "no raw ids in route labels"
     );
 }
 

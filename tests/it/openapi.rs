@@ -152,10 +152,14 @@ impl Checker<'_> {
                 );
                 Value::Null
             }
-            Some(content) if content.get("text/plain").is_some() => {
+            Some(content)
+                if let Some(text_type) = ["text/plain", "application/openmetrics-text"]
+                    .into_iter()
+                    .find(|media| content.get(*media).is_some()) =>
+            {
                 assert!(
-                    content_type.unwrap_or_default().starts_with("text/plain"),
-                    "{method} {template} {status} is not text"
+                    content_type.unwrap_or_default().starts_with(text_type),
+                    "{method} {template} {status} is not {text_type}"
                 );
                 assert!(!bytes.is_empty());
                 Value::String(String::from_utf8(bytes.to_vec()).unwrap())
