@@ -25,6 +25,8 @@ use crate::{
 
 const DEFAULT_LIMIT: u32 = 100;
 const MAX_LIMIT: u32 = 1000;
+/// The longest path a row keeps (ids in paths are short; anything longer is noise).
+const MAX_PATH_LEN: usize = 2048;
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/api/v1/audit", get(list_audit))
@@ -50,7 +52,7 @@ pub async fn record_requests(State(state): State<AppState>, req: Request, next: 
         ts_ms: now_ms(),
         client_addr,
         method: req.method().to_string(),
-        path: req.uri().path().to_owned(),
+        path: req.uri().path().chars().take(MAX_PATH_LEN).collect(),
         ref_id,
         ..AuditEntry::default()
     });
