@@ -110,6 +110,74 @@ pub enum ClientCommand {
     /// Abort a running task (its steps are undone).
     #[command(after_help = "Example:\n  flex abort 0b9c…")]
     Abort(AbortArgs),
+    /// List app tokens, or make or revoke one (admin).
+    #[command(
+        after_help = "Examples:\n  flex tokens\n  flex tokens create nightly-refresh --role operator --ttl 30d\n  flex tokens rm 7Yq2…"
+    )]
+    Tokens(TokensArgs),
+    /// Read the audit trail: who did what, from where, and how it was answered (admin).
+    #[command(after_help = "Example:\n  flex audit --since 1h --ref-id Pipe0001")]
+    Audit(AuditArgs),
+}
+
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct TokensArgs {
+    #[command(subcommand)]
+    pub action: Option<TokensAction>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokensAction {
+    /// Make an app token; prints it, shown this once.
+    #[command(
+        after_help = "Example:\n  flex tokens create nightly-refresh --role operator --ttl 30d"
+    )]
+    Create {
+        /// The application's name.
+        name: String,
+        /// viewer (reads, dry runs), operator (also Echo operations) or admin.
+        #[arg(long, value_enum, default_value = "admin")]
+        role: TokenRole,
+        /// Lifetime (30d, 12h …); without it the token does not expire.
+        #[arg(long, value_parser = parse_ttl)]
+        ttl: Option<u64>,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Revoke an app token.
+    #[command(after_help = "Example:\n  flex tokens rm 7Yq2…")]
+    Rm { id: String },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum TokenRole {
+    Viewer,
+    Operator,
+    Admin,
+}
+
+impl TokenRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenRole::Viewer => "viewer",
+            TokenRole::Operator => "operator",
+            TokenRole::Admin => "admin",
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct AuditArgs {
+    /// Only what happened within this long before now (15m, 2h, 7d).
+    #[arg(long, value_parser = parse_ttl)]
+    pub since: Option<u64>,
+    /// Only the requests of this operation id (filter; not sent as hs-ref-id).
+    #[arg(long = "ref-id")]
+    pub ref_id: Option<String>,
+    /// How many rows, newest first.
+    #[arg(long, default_value_t = 100)]
+    pub limit: u32,
 }
 
 #[derive(Args, Debug)]

@@ -473,6 +473,10 @@ async fn the_help_in_docs_is_what_the_binary_prints() {
         &["task"],
         &["wait"],
         &["abort"],
+        &["tokens"],
+        &["tokens", "create"],
+        &["tokens", "rm"],
+        &["audit"],
         &["completions"],
     ];
     let mut doc = String::from(
@@ -623,4 +627,67 @@ async fn without_an_event_stream_waiting_polls() {
     let reads = task_reads.load(Ordering::SeqCst);
     // The first read, the long poll that saw the end, the final read; long polls in between.
     assert!((3..=20).contains(&reads), "{reads} task reads");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_have_roles_and_the_audit_trail_says_who_was_refused() {
+    let (_echo, cli) = rig().await;
+    let made = cli
+        .run(&[
+            "tokens",
+            "create",
+            "ci-viewer",
+            "--role",
+            "viewer",
+            "--ttl",
+            "1h",
+        ])
+        .await
+        .expect(0)
+        .json();
+    assert_eq!(made["role"], "viewer");
+    let token = made["token"].as_str().unwrap().to_owned();
+    let listed = cli.run(&["tokens"]).await.expect(0).json();
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["id"] == made["id"] && t["role"] == "viewer"),
+        "{listed}"
+    );
+
+    let mut viewer = FlexCli::new(&cli.url);
+    viewer.token = Some(token);
+    viewer.run(&["hosts"]).await.expect(0);
+    let refused = viewer
+        .run(&["hosts", "register", "ci-host02", "--ref-id", "CliAudit1"])
+        .await
+        .expect(4);
+    assert!(
+        refused.stderr.contains("FORBIDDEN_FOR_ROLE"),
+        "{}",
+        refused.stderr
+    );
+
+    let trail = cli
+        .run(&["audit", "--ref-id", "CliAudit1", "--since", "10m"])
+        .await
+        .expect(0)
+        .json();
+    let rows = trail.as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{trail}");
+    assert_eq!(rows[0]["status"], 403);
+    assert_eq!(rows[0]["role"], "viewer");
+    assert_eq!(rows[0]["token_name"], "ci-viewer");
+    let table = cli.run(&["audit", "--output", "table"]).await.expect(0);
+    assert!(
+        table.stdout.contains("PUT /api/v1/hosts/ci-host02"),
+        "{table:#?}"
+    );
+
+    cli.run(&["tokens", "rm", made["id"].as_str().unwrap()])
+        .await
+        .expect(0);
+    viewer.run(&["hosts"]).await.expect(4);
 }

@@ -1,6 +1,7 @@
 //! One function per client command, and what the task-creating ones share: the dry run, the
 //! operation id shown, the wait.
 
+mod admin;
 mod echo;
 mod hosts;
 mod session;
@@ -43,6 +44,8 @@ pub async fn run(args: ClientArgs, command: ClientCommand) -> Result<Exit, CliEr
         ClientCommand::Task(task) => tasks::show(&ctx, &task.id).await,
         ClientCommand::Wait(wait) => tasks::wait(&ctx, &wait.ids).await,
         ClientCommand::Abort(abort) => tasks::abort(&ctx, &abort).await,
+        ClientCommand::Tokens(tokens) => admin::tokens(&ctx, tokens).await,
+        ClientCommand::Audit(audit) => admin::audit(&ctx, &audit).await,
     }
 }
 

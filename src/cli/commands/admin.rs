@@ -1,0 +1,120 @@
+//! `flex tokens` and `flex audit`: an administrator's view of who may do what, and who did.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use super::Context;
+use crate::cli::{
+    Exit,
+    api::{CliError, segment},
+    args::{AuditArgs, TokensAction, TokensArgs},
+    output::{self, items, text, time_secs},
+};
+
+pub async fn tokens(ctx: &Context, args: TokensArgs) -> Result<Exit, CliError> {
+    let path = "/api/v2/flex_app_tokens";
+    match args.action {
+        None => {
+            let listed = ctx.api.get(path, &[]).await?;
+            let rows = items(&listed)
+                .iter()
+                .map(|token| {
+                    vec![
+                        text(token, "/id"),
+                        text(token, "/app_name"),
+                        text(token, "/role"),
+                        if token.get("valid") == Some(&Value::Bool(true)) {
+                            "yes".into()
+                        } else {
+                            "no".into()
+                        },
+                        time_secs(token, "/expire_ts"),
+                        text(token, "/description"),
+                    ]
+                })
+                .collect();
+            ctx.out.list(
+                &listed,
+                &["ID", "NAME", "ROLE", "VALID", "EXPIRES", "DESCRIPTION"],
+                rows,
+            );
+        }
+        Some(TokensAction::Create {
+            name,
+            role,
+            ttl,
+            description,
+        }) => {
+            let mut body =
+                json!({"app_name": name, "role": role.as_str(), "description": description});
+            if let Some(ttl) = ttl {
+                body["ttl"] = json!(ttl);
+            }
+            let created = ctx.api.send(Method::POST, path, Some(&body)).await?;
+            if ctx.out.is_json() {
+                output::print_json(&created);
+            } else {
+                println!(
+                    "token {} ({}, {}) made",
+                    text(&created, "/id"),
+                    text(&created, "/app_name"),
+                    text(&created, "/role")
+                );
+                println!("token (shown this once): {}", text(&created, "/token"));
+            }
+        }
+        Some(TokensAction::Rm { id }) => {
+            ctx.api
+                .send(Method::DELETE, &format!("{path}/{}", segment(&id)), None)
+                .await?;
+            if ctx.out.is_json() {
+                output::print_json(&json!({"id": id, "revoked": true}));
+            } else {
+                println!("token {id} revoked");
+            }
+        }
+    }
+    Ok(Exit::Completed)
+}
+
+pub async fn audit(ctx: &Context, args: &AuditArgs) -> Result<Exit, CliError> {
+    let mut query = vec![("limit", args.limit.to_string())];
+    if let Some(secs) = args.since {
+        let since_ms = chrono::Utc::now().timestamp_millis()
+            - i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+        query.push(("since", since_ms.to_string()));
+    }
+    if let Some(ref_id) = &args.ref_id {
+        query.push(("ref_id", ref_id.clone()));
+    }
+    let rows = ctx.api.get("/api/v1/audit", &query).await?;
+    let table = items(&rows)
+        .iter()
+        .map(|row| {
+            let at = row.get("ts").and_then(Value::as_i64).unwrap_or(0) / 1000;
+            let who = match (text(row, "/token_name"), text(row, "/user_name")) {
+                (token, user) if token.is_empty() => user,
+                (token, user) if user.is_empty() => token,
+                (token, user) => format!("{token} ({user})"),
+            };
+            vec![
+                time_secs(&json!({"t": at}), "/t"),
+                who,
+                text(row, "/role"),
+                text(row, "/client_addr"),
+                format!("{} {}", text(row, "/method"), text(row, "/path")),
+                text(row, "/status"),
+                text(row, "/ref_id"),
+                text(row, "/task_id"),
+            ]
+        })
+        .collect();
+    ctx.out.list(
+        &rows,
+        &[
+            "TIME", "WHO", "ROLE", "FROM", "REQUEST", "STATUS", "REF ID", "TASK",
+        ],
+        table,
+    );
+    Ok(Exit::Completed)
+}
