@@ -54,6 +54,17 @@ impl SdpError {
         matches!(self, SdpError::Ambiguous { .. })
     }
 
+    /// How `/metrics` labels a call that ended in this error.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            _ if self.is_not_found() => "not_found",
+            SdpError::Transient { .. } => "transient",
+            SdpError::Ambiguous { .. } => "ambiguous",
+            SdpError::Permanent { .. } => "refused",
+            SdpError::Config(_) => "config",
+        }
+    }
+
     pub fn is_not_found(&self) -> bool {
         matches!(self, SdpError::Permanent { status: 404, .. })
     }

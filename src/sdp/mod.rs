@@ -6,11 +6,11 @@
 //! before retrying a create. Lookups answer `Option` (absent is not an error); deletes of
 //! something already gone succeed, so undo steps can be re-run.
 
+mod config;
 mod error;
 mod types;
 
 use std::{
-    path::PathBuf,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -19,6 +19,7 @@ use reqwest::{Method, header::RETRY_AFTER};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+pub use config::SdpConfig;
 pub use error::SdpError;
 use types::Envelope;
 
@@ -34,35 +35,6 @@ pub const BEST_EFFORT_RETENTION: &str = "Best_Effort_Retention";
 const PAGE_SIZE: usize = 100;
 /// How often `wait_for_volume` looks for a thin clone that has not appeared yet.
 const VOLUME_POLL_INTERVAL: Duration = Duration::from_millis(100);
-
-/// Where the array is and how to reach it.
-#[derive(Clone, Debug)]
-pub struct SdpConfig {
-    /// `https://sdp.example` (the client appends `/api/v2`); `http://` only for loopback.
-    pub url: String,
-    pub user: String,
-    pub password: String,
-    /// Trust only this CA (PEM) instead of the system's roots.
-    pub ca_file: Option<PathBuf>,
-    /// Skip certificate verification (arrays often run self-signed certificates).
-    pub insecure: bool,
-    pub connect_timeout: Duration,
-    pub request_timeout: Duration,
-}
-
-impl SdpConfig {
-    pub fn new(url: &str, user: &str, password: &str) -> SdpConfig {
-        SdpConfig {
-            url: url.to_owned(),
-            user: user.to_owned(),
-            password: password.to_owned(),
-            ca_file: None,
-            insecure: false,
-            connect_timeout: crate::defaults::SDP_CONNECT_TIMEOUT,
-            request_timeout: crate::defaults::SDP_TIMEOUT,
-        }
-    }
-}
 
 /// A cheap-to-clone handle on one SDP.
 #[derive(Clone)]
@@ -160,14 +132,7 @@ impl SdpClient {
         let answer = self.exchange(method.clone(), path, query, body).await;
         if let Some(metrics) = &self.metrics {
             let collection = path.split('/').find(|s| !s.is_empty()).unwrap_or_default();
-            let outcome = match &answer {
-                Ok(_) => "ok",
-                Err(err) if err.is_not_found() => "not_found",
-                Err(SdpError::Transient { .. }) => "transient",
-                Err(SdpError::Ambiguous { .. }) => "ambiguous",
-                Err(SdpError::Permanent { .. }) => "refused",
-                Err(SdpError::Config(_)) => "config",
-            };
+            let outcome = answer.as_ref().map_or_else(SdpError::outcome, |_| "ok");
             let seconds = started.elapsed().as_secs_f64();
             metrics.sdp_request(method.as_str(), collection, outcome, seconds);
         }
