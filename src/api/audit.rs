@@ -25,6 +25,8 @@ use crate::{
 
 const DEFAULT_LIMIT: u32 = 100;
 const MAX_LIMIT: u32 = 1000;
+/// The largest integer every JSON client reads exactly.
+const MAX_SAFE_INTEGER: i64 = 9_007_199_254_740_991;
 /// The longest path a row keeps (ids in paths are short; anything longer is noise).
 const MAX_PATH_LEN: usize = 2048;
 
@@ -125,6 +127,14 @@ async fn list_audit(
             "INVALID_QUERY",
             format!("query 'limit': {limit} must be from 1 to {MAX_LIMIT}"),
         ));
+    }
+    for (name, value) in [("since", params.since), ("until", params.until)] {
+        if value.is_some_and(|ms| !(0..=MAX_SAFE_INTEGER).contains(&ms)) {
+            return Err(ApiError::bad_request(
+                "INVALID_QUERY",
+                format!("query '{name}' must be unix milliseconds, 0 to {MAX_SAFE_INTEGER}"),
+            ));
+        }
     }
     let query = AuditQuery {
         since_ms: params.since,

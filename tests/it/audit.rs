@@ -125,8 +125,16 @@ async fn requests_are_audited(backend: Backend) {
             .await
             .is_empty()
     );
-    let bad = server.get("/api/v1/audit?limit=0").await;
-    assert_eq!(bad.status(), 400);
+    for bad in [
+        "?limit=0",
+        "?limit=1001",
+        "?since=-1",
+        "?until=9007199254740992",
+        "?since=soon",
+    ] {
+        let refused = server.get(&format!("/api/v1/audit{bad}")).await;
+        assert_eq!(refused.status(), 400, "{bad}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
