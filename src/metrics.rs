@@ -253,8 +253,8 @@ impl Metrics {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_exposition_names_every_series_an_operator_alerts_on() {
+    /// One observation of every series, and its exposition.
+    fn exposition() -> String {
         let metrics = Metrics::new();
         metrics.http_request("GET", "/api/v1/hosts/{host_id}", 200, 0.004);
         metrics.sdp_request("POST", "volumes", "ok", 0.2);
@@ -262,11 +262,16 @@ mod tests {
         metrics.task_finished("CreateCloneCommand", TaskState::Completed, 4.0);
         metrics.freeze_held(120);
         metrics.step_retried();
-        let text = metrics.render(&Levels {
+        metrics.render(&Levels {
             agents_connected: 3,
             tasks_running: 1,
             ledger_objects: vec![("volume".into(), 2)],
-        });
+        })
+    }
+
+    #[test]
+    fn the_exposition_names_every_series_an_operator_alerts_on() {
+        let text = exposition();
         for expected in [
             r#"flex_http_request_duration_seconds_bucket{le="0.004",method="GET",route="/api/v1/hosts/{host_id}",status="200"} 1"#,
             r#"flex_sdp_request_duration_seconds_count{method="POST",collection="volumes",outcome="ok"} 1"#,
@@ -287,17 +292,7 @@ mod tests {
     /// `docs/grafana-dashboard.json` queries only series Flex exports.
     #[test]
     fn the_dashboard_queries_only_exported_series() {
-        let metrics = Metrics::new();
-        metrics.http_request("GET", "/x", 200, 0.1);
-        metrics.sdp_request("GET", "volumes", "ok", 0.1);
-        metrics.agent_command("freeze", "ok", 0.1);
-        metrics.task_finished("DeleteCommand", TaskState::Failed, 1.0);
-        metrics.freeze_held(1);
-        metrics.step_retried();
-        let exposition = metrics.render(&Levels {
-            ledger_objects: vec![("volume".into(), 0)],
-            ..Levels::default()
-        });
+        let exposition = exposition();
         let dashboard: serde_json::Value =
             serde_json::from_str(include_str!("../docs/grafana-dashboard.json")).unwrap();
         let mut queried = 0;

@@ -4,7 +4,6 @@
 
 use std::{net::IpAddr, time::Duration};
 
-use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::support::{ADMIN_TOKEN, Backend, Echo, Options, TestServer};
@@ -17,15 +16,9 @@ async fn audit(server: &TestServer, query: &str) -> Vec<Value> {
 }
 
 async fn app_token(server: &TestServer, name: &str, role: &str) -> String {
-    let created: Value = server
-        .admin(Method::POST, "/api/v2/flex_app_tokens")
-        .json(&json!({"app_name": name, "role": role}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created = server
+        .create_app_token(json!({"app_name": name, "role": role}))
+        .await;
     created["token"].as_str().unwrap().to_owned()
 }
 

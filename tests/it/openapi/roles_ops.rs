@@ -86,27 +86,15 @@ async fn roles_hold(backend: Backend) {
     let server = TestServer::start(backend).await;
     let mut tokens = Vec::new();
     for role in ROLES {
-        let created: Value = server
-            .admin(Method::POST, "/api/v2/flex_app_tokens")
-            .json(&json!({"app_name": format!("{role}-ci"), "role": role}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let created = server
+            .create_app_token(json!({"app_name": format!("{role}-ci"), "role": role}))
+            .await;
         assert_eq!(created["role"], role, "{created}");
         tokens.push((role, created["token"].as_str().unwrap().to_owned()));
     }
-    let refused_role: Value = server
-        .admin(Method::POST, "/api/v2/flex_app_tokens")
-        .json(&json!({"app_name": "x", "role": "root"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let refused_role = server
+        .create_app_token(json!({"app_name": "x", "role": "root"}))
+        .await;
     assert_eq!(refused_role["code"], "INVALID_FIELD");
 
     let spec = Spec::load();

@@ -105,6 +105,18 @@ impl TestServer {
         panic!("server at {} never became ready", self.base);
     }
 
+    /// `POST /api/v2/flex_app_tokens` as the admin; the answer, whatever its status.
+    pub async fn create_app_token(&self, body: Value) -> Value {
+        self.admin(Method::POST, "/api/v2/flex_app_tokens")
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     pub fn port(&self) -> u16 {
         self.base.rsplit(':').next().unwrap().parse().unwrap()
     }
