@@ -16,15 +16,15 @@ use super::{
     AppState,
     context::RefId,
     error::ApiError,
-    extract::{QueryParams, client_addr},
+    extract::{QueryParams, client_addr, limit_param},
 };
 use crate::{
     clock::now_ms,
     store::{AuditEntry, AuditQuery, AuditScope},
 };
 
-const DEFAULT_LIMIT: u32 = 100;
-const MAX_LIMIT: u32 = 1000;
+const DEFAULT_LIMIT: i64 = 100;
+const MAX_LIMIT: i64 = 1000;
 /// The largest integer every JSON client reads exactly.
 const MAX_SAFE_INTEGER: i64 = 9_007_199_254_740_991;
 /// The longest path a row keeps (ids in paths are short; anything longer is noise).
@@ -77,7 +77,7 @@ struct AuditParams {
     /// Unix ms, exclusive.
     until: Option<i64>,
     ref_id: Option<String>,
-    limit: Option<u32>,
+    limit: Option<i64>,
 }
 
 #[derive(Serialize)]
@@ -121,13 +121,7 @@ async fn list_audit(
     State(state): State<AppState>,
     QueryParams(params): QueryParams<AuditParams>,
 ) -> Result<Json<Vec<AuditView>>, ApiError> {
-    let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "INVALID_QUERY",
-            format!("query 'limit': {limit} must be from 1 to {MAX_LIMIT}"),
-        ));
-    }
+    let limit = limit_param(params.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
     for (name, value) in [("since", params.since), ("until", params.until)] {
         if value.is_some_and(|ms| !(0..=MAX_SAFE_INTEGER).contains(&ms)) {
             return Err(ApiError::bad_request(
@@ -140,7 +134,7 @@ async fn list_audit(
         since_ms: params.since,
         until_ms: params.until,
         ref_id: params.ref_id,
-        limit,
+        limit: u32::try_from(limit).expect("checked: 1 to 1000"),
     };
     let entries = state.store.audit_entries(&query).await?;
     Ok(Json(entries.into_iter().map(AuditView::from).collect()))

@@ -143,6 +143,19 @@ pub fn client_addr(extensions: &axum::http::Extensions) -> String {
         .unwrap_or_default()
 }
 
+/// A list's `limit` query parameter: `default` when absent, else 1 to `max`.
+pub fn limit_param(given: Option<i64>, default: i64, max: i64) -> Result<i64, ApiError> {
+    let limit = given.unwrap_or(default);
+    if (1..=max).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(ApiError::bad_request(
+            "INVALID_QUERY",
+            format!("query 'limit': {limit} must be from 1 to {max}"),
+        ))
+    }
+}
+
 /// Query parameters; unknown ones are ignored, ill-typed ones are a 400 in our error shape.
 #[derive(FromRequestParts)]
 #[from_request(via(axum::extract::Query), rejection(ApiError))]

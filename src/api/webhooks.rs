@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     AppState,
     error::ApiError,
-    extract::{JsonBody, PathParams, QueryParams},
+    extract::{JsonBody, PathParams, QueryParams, limit_param},
 };
 use crate::{
     auth::random_alphanumeric,
@@ -214,13 +214,7 @@ async fn list_deliveries(
     PathParams(id): PathParams<String>,
     QueryParams(query): QueryParams<DeliveriesQuery>,
 ) -> Result<Json<Vec<DeliveryView>>, ApiError> {
-    let limit = query.limit.unwrap_or(DEFAULT_DELIVERIES);
-    if !(1..=MAX_DELIVERIES).contains(&limit) {
-        return Err(invalid(
-            "INVALID_QUERY",
-            format!("query 'limit': {limit} must be from 1 to {MAX_DELIVERIES}"),
-        ));
-    }
+    let limit = limit_param(query.limit, DEFAULT_DELIVERIES, MAX_DELIVERIES)?;
     if state.store.get_webhook(&id).await?.is_none() {
         return Err(not_found(&id));
     }
