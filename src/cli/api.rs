@@ -48,14 +48,6 @@ impl CliError {
             CliError::Server { .. } | CliError::Unreachable { .. } => Exit::Unreachable,
         }
     }
-
-    /// The server's error code, when it gave one.
-    pub fn code(&self) -> Option<&str> {
-        match self {
-            CliError::Refused { code, .. } | CliError::Server { code, .. } => Some(code),
-            _ => None,
-        }
-    }
 }
 
 /// A Flex server, as seen by one CLI invocation.
