@@ -157,16 +157,6 @@ pub enum TokenRole {
     Admin,
 }
 
-impl TokenRole {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TokenRole::Viewer => "viewer",
-            TokenRole::Operator => "operator",
-            TokenRole::Admin => "admin",
-        }
-    }
-}
-
 #[derive(Args, Debug)]
 pub struct AuditArgs {
     /// Only what happened within this long before now (15m, 2h, 7d).
@@ -302,15 +292,6 @@ pub enum TargetState {
     Recovery,
 }
 
-impl TargetState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TargetState::Online => "online",
-            TargetState::Recovery => "recovery",
-        }
-    }
-}
-
 #[derive(Args, Debug)]
 pub struct RefreshArgs {
     /// The host of the echo DBs.
@@ -374,6 +355,15 @@ pub struct AbortArgs {
     /// Only check that the task is running.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+/// A value as the command line spells it, which is also how the API spells it.
+pub fn wire_name(value: &impl ValueEnum) -> String {
+    value
+        .to_possible_value()
+        .expect("no value is hidden")
+        .get_name()
+        .to_owned()
 }
 
 /// `30m`, `2h`, `7d`, `1h 30m`, or plain seconds.

@@ -80,7 +80,19 @@ pub fn text(value: &Value, pointer: &str) -> String {
 
 /// Unix seconds as UTC time; 0 or absent as empty.
 pub fn time_secs(value: &Value, pointer: &str) -> String {
-    match value.pointer(pointer).and_then(Value::as_i64) {
+    utc(value.pointer(pointer).and_then(Value::as_i64))
+}
+
+/// Unix milliseconds as UTC time; 0 or absent as empty.
+pub fn time_ms(value: &Value, pointer: &str) -> String {
+    utc(value
+        .pointer(pointer)
+        .and_then(Value::as_i64)
+        .map(|ms| ms / 1000))
+}
+
+fn utc(secs: Option<i64>) -> String {
+    match secs {
         Some(secs) if secs > 0 => chrono::DateTime::from_timestamp(secs, 0)
             .map(|t| t.format("%Y-%m-%d %H:%M:%SZ").to_string())
             .unwrap_or_default(),

@@ -7,7 +7,7 @@ use super::Context;
 use crate::cli::{
     Exit,
     api::{CliError, segment},
-    args::{AuditArgs, TokensAction, TokensArgs},
+    args::{AuditArgs, TokensAction, TokensArgs, wire_name},
     output::{self, items, text, time_secs},
 };
 
@@ -46,7 +46,7 @@ pub async fn tokens(ctx: &Context, args: TokensArgs) -> Result<Exit, CliError> {
             description,
         }) => {
             let mut body =
-                json!({"app_name": name, "role": role.as_str(), "description": description});
+                json!({"app_name": name, "role": wire_name(&role), "description": description});
             if let Some(ttl) = ttl {
                 body["ttl"] = json!(ttl);
             }
@@ -91,14 +91,13 @@ pub async fn audit(ctx: &Context, args: &AuditArgs) -> Result<Exit, CliError> {
     let table = items(&rows)
         .iter()
         .map(|row| {
-            let at = row.get("ts").and_then(Value::as_i64).unwrap_or(0) / 1000;
             let who = match (text(row, "/token_name"), text(row, "/user_name")) {
                 (token, user) if token.is_empty() => user,
                 (token, user) if user.is_empty() => token,
                 (token, user) => format!("{token} ({user})"),
             };
             vec![
-                time_secs(&json!({"t": at}), "/t"),
+                output::time_ms(row, "/ts"),
                 who,
                 text(row, "/role"),
                 text(row, "/client_addr"),

@@ -8,7 +8,9 @@ use super::{Context, submit};
 use crate::cli::{
     Exit,
     api::{CliError, segment},
-    args::{CloneArgs, RefreshArgs, RmArgs, SnapshotArgs, SnapshotsAction, SnapshotsArgs},
+    args::{
+        CloneArgs, RefreshArgs, RmArgs, SnapshotArgs, SnapshotsAction, SnapshotsArgs, wire_name,
+    },
     output::{items, text, time_secs},
     resolve::HostDatabases,
 };
@@ -100,7 +102,7 @@ pub async fn clone(ctx: &Context, args: CloneArgs) -> Result<Exit, CliError> {
         .collect();
     let mut body = json!({"destinations": destinations});
     if let Some(state) = args.target_state {
-        body["target_state"] = json!(state.as_str());
+        body["target_state"] = json!(wire_name(&state));
     }
     if let Some(ttl) = args.ttl {
         body["ttl_secs"] = json!(ttl);
@@ -133,7 +135,7 @@ fn destination(raw: &str) -> Result<(String, String), CliError> {
 pub async fn refresh(ctx: &Context, args: RefreshArgs) -> Result<Exit, CliError> {
     let mut body = json!({"snapshot_id": args.snapshot, "db_names": args.names});
     if let Some(state) = args.target_state {
-        body["target_state"] = json!(state.as_str());
+        body["target_state"] = json!(wire_name(&state));
     }
     if let Some(ttl) = args.ttl {
         body["ttl_secs"] = json!(ttl);

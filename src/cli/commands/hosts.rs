@@ -3,7 +3,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use super::{Context, dry_run_verdict};
+use super::{Context, dry_run_verdict, issue, verdict};
 use crate::cli::{
     Exit,
     api::{CliError, segment},
@@ -113,14 +113,6 @@ async fn unregister(ctx: &Context, host_id: &str, dry_run: bool) -> Result<Exit,
     Ok(Exit::Completed)
 }
 
-fn issue(issue_type: &str, description: &str) -> Value {
-    json!({"issue_type": issue_type, "description": description, "body": {}})
-}
-
-fn verdict(issues: &[Value]) -> Value {
-    json!({"valid": issues.is_empty(), "issues": issues})
-}
-
 pub async fn databases(ctx: &Context, host: &str) -> Result<Exit, CliError> {
     let listed = ctx
         .api
@@ -204,21 +196,4 @@ pub async fn topology(ctx: &Context) -> Result<Exit, CliError> {
         rows,
     );
     Ok(Exit::Completed)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_client_side_verdict_has_the_servers_shape() {
-        let valid = verdict(&[]);
-        assert_eq!(valid, json!({"valid": true, "issues": []}));
-        let refused = verdict(&[issue("HOST_ALREADY_EXISTS", "taken")]);
-        assert_eq!(refused["valid"], false);
-        assert_eq!(
-            output::text(&refused, "/issues/0/issue_type"),
-            "HOST_ALREADY_EXISTS"
-        );
-    }
 }

@@ -96,6 +96,17 @@ pub async fn finish(ctx: &Context, id: &str) -> Result<Exit, CliError> {
     Ok(follow::exit_of(&task))
 }
 
+/// One issue of a dry run the CLI answers itself (operations without a `__validate` twin),
+/// in the server's shape.
+pub fn issue(issue_type: &str, description: &str) -> Value {
+    serde_json::json!({"issue_type": issue_type, "description": description, "body": {}})
+}
+
+/// A verdict in the shape of the server's `__validate` answers.
+pub fn verdict(issues: &[Value]) -> Value {
+    serde_json::json!({"valid": issues.is_empty(), "issues": issues})
+}
+
 /// A dry run's answer: `Completed` when valid, refused (exit 4) with the issues when not.
 pub fn dry_run_verdict(ctx: &Context, verdict: &Value) -> Result<Exit, CliError> {
     let valid = verdict.get("valid").and_then(Value::as_bool) == Some(true);
@@ -122,5 +133,22 @@ pub fn dry_run_verdict(ctx: &Context, verdict: &Value) -> Result<Exit, CliError>
             .map(|issue| output::text(issue, "/issue_type"))
             .collect();
         Err(CliError::Invalid(types.join(", ")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_side_verdict_has_the_servers_shape() {
+        let valid = verdict(&[]);
+        assert_eq!(valid, serde_json::json!({"valid": true, "issues": []}));
+        let refused = verdict(&[issue("HOST_ALREADY_EXISTS", "taken")]);
+        assert_eq!(refused["valid"], false);
+        assert_eq!(
+            output::text(&refused, "/issues/0/issue_type"),
+            "HOST_ALREADY_EXISTS"
+        );
     }
 }

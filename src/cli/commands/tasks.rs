@@ -2,9 +2,9 @@
 //! it went, step by step.
 
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use super::{Context, dry_run_verdict, finish};
+use super::{Context, dry_run_verdict, finish, issue, verdict};
 use crate::cli::{
     Exit,
     api::CliError,
@@ -161,16 +161,16 @@ pub async fn abort(ctx: &Context, args: &AbortArgs) -> Result<Exit, CliError> {
     if args.dry_run {
         // Aborts have no `__validate` twin: reading the task answers the question.
         let task = ctx.api.get(&path, &[]).await?;
-        let issues: Vec<Value> = if follow::ended(&task) {
-            vec![json!({
-                "issue_type": "TASK_NOT_RUNNING",
-                "description": format!("task '{}' is {}", args.id, follow::state(&task)),
-                "body": {},
-            })]
+        let issues = if follow::ended(&task) {
+            let state = follow::state(&task);
+            vec![issue(
+                "TASK_NOT_RUNNING",
+                &format!("task '{}' is {state}", args.id),
+            )]
         } else {
             Vec::new()
         };
-        return dry_run_verdict(ctx, &json!({"valid": issues.is_empty(), "issues": issues}));
+        return dry_run_verdict(ctx, &verdict(&issues));
     }
     let task = ctx
         .api
