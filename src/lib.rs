@@ -75,6 +75,7 @@ pub async fn run(
         // Shown once, on stdout and not in the logs: only its hash is kept.
         println!("Generated admin token (shown once, store it now): {token}");
     }
+    let names = workflows::names::ObjectNames::new(store.deployment().await?);
     let metrics = Arc::new(metrics::Metrics::default());
     let sdp = match &config.sdp {
         Some(sdp_config) => Some(connect_sdp(sdp_config).await?.with_metrics(metrics.clone())),
@@ -97,6 +98,7 @@ pub async fn run(
         metrics: metrics.clone(),
         freeze_window: config.freeze_window,
         instance_id: config.instance_id.clone(),
+        names: names.clone(),
     });
     let executor = executor::Executor::new(
         store.clone(),
@@ -132,6 +134,7 @@ pub async fn run(
         agents: agents.clone(),
         executor: executor.waker(),
         metrics,
+        names,
         store: store.clone(),
         config: Arc::new(config),
         sdp,

@@ -51,6 +51,9 @@ pub enum ApiError {
     /// 429: too many failed logins for this user name or from this address.
     #[error("too many failed logins; try again in {retry_after_secs} s")]
     TooManyLogins { retry_after_secs: u64 },
+    /// 502: the SDP could not be read (the detail says how it failed).
+    #[error("{0}")]
+    SdpUnavailable(String),
     /// 503: the database cannot be reached; retrying later may succeed.
     #[error("the database is unavailable; retry later")]
     Unavailable,
@@ -92,6 +95,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::TooManyLogins { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::SdpUnavailable(_) => StatusCode::BAD_GATEWAY,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -109,6 +113,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => "PAYLOAD_TOO_LARGE",
             ApiError::UnsupportedMediaType(_) => "UNSUPPORTED_MEDIA_TYPE",
             ApiError::TooManyLogins { .. } => "TOO_MANY_LOGIN_FAILURES",
+            ApiError::SdpUnavailable(_) => "SDP_UNAVAILABLE",
             ApiError::Unavailable => "SERVICE_UNAVAILABLE",
             ApiError::Internal(_) => "INTERNAL_ERROR",
         }

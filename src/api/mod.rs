@@ -17,6 +17,7 @@ mod flex;
 mod health;
 mod hosts;
 pub mod roles;
+mod sdp;
 mod steps;
 mod tasks;
 mod topology;
@@ -54,6 +55,8 @@ pub struct AppState {
     /// Wakes the executor when the API creates a task or asks one to abort.
     pub executor: Waker,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// How this deployment names its SDP objects (reconcile recognises them by it).
+    pub names: crate::workflows::names::ObjectNames,
     /// Turns true when the server begins to stop (long-polls answer at once).
     pub stopping: tokio::sync::watch::Receiver<bool>,
 }
@@ -73,7 +76,8 @@ pub fn router(state: AppState) -> Router {
         .merge(echo::routes())
         .merge(events::routes())
         .merge(webhooks::routes())
-        .merge(audit::routes());
+        .merge(audit::routes())
+        .merge(sdp::routes());
     for prefix in HOST_PREFIXES {
         api = api.nest(prefix, hosts::routes());
     }

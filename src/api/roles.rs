@@ -7,11 +7,12 @@ use axum::{extract::MatchedPath, http::Method};
 use crate::store::Role;
 
 /// Routes only an administrator may use, even to read: tokens, webhooks (their URLs and
-/// delivery logs), the audit trail.
-const ADMIN_ONLY: [&str; 3] = [
+/// delivery logs), the audit trail, reconcile (its report names every object on the array).
+const ADMIN_ONLY: [&str; 4] = [
     "/api/v2/flex_app_tokens",
     "/api/v1/webhooks",
     "/api/v1/audit",
+    "/api/v1/sdp",
 ];
 /// Routes whose reads are open to viewers and whose changes are an administrator's.
 const ADMIN_CHANGES: [&str; 1] = ["/api/echo/v1/snapshot_schedules"];

@@ -94,6 +94,13 @@ pub(super) fn note_task(task_id: &str) {
     update(|entry| entry.task_id = Some(task_id.to_owned()));
 }
 
+/// The current request's row as it stands (who, from where), for the actions it takes.
+pub(super) fn current() -> Option<AuditEntry> {
+    SCOPE
+        .try_with(|scope| scope.with(|state| state.entry.clone()))
+        .ok()
+}
+
 /// The current request's row, if it has one that no committed transaction holds yet.
 pub(super) fn unwritten() -> Option<AuditEntry> {
     SCOPE

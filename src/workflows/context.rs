@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     import::{Attached, CloneVolume, ImportPlan},
+    names::ObjectNames,
     removal::OldEcho,
     requests::{EchoRequest, SnapshotSpec, TaskResult},
     sdp_hosts::SdpHostRef,
@@ -33,6 +34,8 @@ pub struct EchoDeps {
     pub freeze_window: Duration,
     /// This replica: the owner of the tasks the workflows start (retention's deletes).
     pub instance_id: String,
+    /// How this deployment names what it makes on the array.
+    pub names: ObjectNames,
 }
 
 /// The checkpoint of an Echo task: what its steps found and made so far. Each workflow fills

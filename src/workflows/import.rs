@@ -86,7 +86,9 @@ pub fn plan_import(cx: &mut EchoCx) -> StepFuture<'_> {
 }
 
 fn clone_name(cx: &EchoCx, dest: usize, source_volume: u64) -> String {
-    format!("echo-{}-{dest}-{source_volume}", cx.short_id())
+    cx.deps
+        .names
+        .clone_volume(&cx.task, &cx.short_id(), dest, source_volume)
 }
 
 /// The source databases and VG snapshots of the plan's db snapshot.

@@ -8,6 +8,8 @@
 mod context;
 mod delete_snapshot;
 mod import;
+pub mod names;
+pub mod reconcile;
 mod refresh;
 mod removal;
 pub mod requests;

@@ -15,11 +15,8 @@ use crate::{
 
 /// Short name of the SDP snapshot of one volume group: unique per group, stable per task.
 fn vg_snapshot_name(cx: &EchoCx) -> Result<String, StepError> {
-    Ok(format!(
-        "{}-{}",
-        cx.snapshot_spec()?.name_prefix,
-        cx.short_id()
-    ))
+    let prefix = &cx.snapshot_spec()?.name_prefix;
+    Ok(cx.deps.names.vg_snapshot(&cx.task, prefix, &cx.short_id()))
 }
 
 pub fn resolve_sources(cx: &mut EchoCx) -> StepFuture<'_> {

@@ -20,6 +20,7 @@ mod lifecycle;
 mod long_poll;
 mod openapi;
 mod outage;
+mod reconcile;
 mod sdp;
 mod secrets;
 mod serve;

@@ -9,6 +9,7 @@ mod roles_ops;
 use std::collections::{BTreeSet, HashSet};
 
 use flex::{
+    emulators::sdp::{FaultAction, FaultRule},
     model::{CommandType, TaskState},
     store::NewTask,
 };
@@ -409,6 +410,19 @@ async fn the_server_matches_openapi_yaml() {
     for query in ["?limit=5&ref_id=x", "?since=0", "?limit=0"] {
         let path = format!("{audit}{query}");
         c.check(&get, audit, c.admin(&get, &path)).await;
+    }
+    // Reconcile: read and applied, and answered 502 when the array cannot be read.
+    let reconcile = "/api/v1/sdp/reconcile";
+    for method in [&get, &post] {
+        c.check(method, reconcile, c.admin(method, reconcile)).await;
+        echo.sdp.add_fault(FaultRule {
+            method: Some("GET".into()),
+            collection: Some("volumes".into()),
+            status: Some(400),
+            error_code: Some("MC_ERR_BAD_PARAMETER".into()),
+            ..FaultRule::new(FaultAction::Error)
+        });
+        c.check(method, reconcile, c.admin(method, reconcile)).await;
     }
     // Held off after five failures (a name of its own; the address is held off too, so last).
     for _ in 0..6 {
