@@ -118,6 +118,17 @@ pub enum ClientCommand {
     /// Read the audit trail: who did what, from where, and how it was answered (admin).
     #[command(after_help = "Example:\n  flex audit --since 1h --ref-id Pipe0001")]
     Audit(AuditArgs),
+    /// Compare Flex's ledger with the array: rows whose object is gone, and this deployment's
+    /// orphans; --apply deletes the orphans and settles the rows (admin).
+    #[command(after_help = "Examples:\n  flex reconcile\n  flex reconcile --apply --output json")]
+    Reconcile(ReconcileArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ReconcileArgs {
+    /// Delete the orphans marked `delete` and settle the rows marked `settle`.
+    #[arg(long)]
+    pub apply: bool,
 }
 
 #[derive(Args, Debug)]

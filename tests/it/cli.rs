@@ -477,6 +477,7 @@ async fn the_help_in_docs_is_what_the_binary_prints() {
         &["tokens", "create"],
         &["tokens", "rm"],
         &["audit"],
+        &["reconcile"],
         &["completions"],
     ];
     let mut doc = String::from(

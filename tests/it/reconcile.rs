@@ -7,7 +7,7 @@ use std::time::Duration;
 use flex::sdp::{SdpClient, SdpConfig};
 use serde_json::{Value, json};
 
-use crate::support::{Backend, Echo, Options};
+use crate::support::{ADMIN_TOKEN, Backend, Echo, Options};
 
 async fn reconcile(echo: &Echo, apply: bool) -> Value {
     let method = if apply {
@@ -109,6 +109,23 @@ async fn orphans_are_found_and_deleted(backend: Backend) {
     assert_eq!(entry(ours.id)["task_short_id"], "zzzzzzzz");
     assert_eq!(entry(untagged.id)["action"], "keep");
     assert_eq!(entry(untagged.id)["untagged"], true);
+    // The CLI shows the same report.
+    let cli = tokio::process::Command::new(env!("CARGO_BIN_EXE_flex"))
+        .args(["reconcile", "--output", "json", "--url"])
+        .arg(echo.server.url(""))
+        .args(["--token", ADMIN_TOKEN])
+        .env_remove("FLEX_TOKEN")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        cli.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cli.stderr)
+    );
+    let shown: Value = serde_json::from_slice(&cli.stdout).unwrap();
+    assert_eq!(shown["orphans"], report["orphans"]);
+    assert_eq!(shown["applied"], false);
     // The report changed nothing.
     assert!(echo.array().volumes.contains_key(&ours.id));
 

@@ -7,7 +7,7 @@ use super::Context;
 use crate::cli::{
     Exit,
     api::{CliError, segment},
-    args::{AuditArgs, TokensAction, TokensArgs, wire_name},
+    args::{AuditArgs, ReconcileArgs, TokensAction, TokensArgs, wire_name},
     output::{self, items, text, time_secs},
 };
 
@@ -114,6 +114,47 @@ pub async fn audit(ctx: &Context, args: &AuditArgs) -> Result<Exit, CliError> {
             "TIME", "WHO", "ROLE", "FROM", "REQUEST", "STATUS", "REF ID", "TASK",
         ],
         table,
+    );
+    Ok(Exit::Completed)
+}
+
+/// The reconcile report (applied with `--apply`): one line per finding.
+pub async fn reconcile(ctx: &Context, args: &ReconcileArgs) -> Result<Exit, CliError> {
+    let path = "/api/v1/sdp/reconcile";
+    let report = if args.apply {
+        ctx.api.send(Method::POST, path, None).await?
+    } else {
+        ctx.api.get(path, &[]).await?
+    };
+    let line = |finding: &str, row: &Value| {
+        vec![
+            finding.to_owned(),
+            text(row, "/kind"),
+            text(row, "/sdp_id"),
+            text(row, "/name"),
+            text(row, "/action"),
+            text(row, "/outcome"),
+            match text(row, "/error") {
+                error if error.is_empty() => text(row, "/reason"),
+                error => error,
+            },
+        ]
+    };
+    let mut rows: Vec<Vec<String>> = items(&report["missing"])
+        .iter()
+        .map(|row| line("missing", row))
+        .collect();
+    rows.extend(
+        items(&report["orphans"])
+            .iter()
+            .map(|row| line("orphan", row)),
+    );
+    ctx.out.list(
+        &report,
+        &[
+            "FINDING", "KIND", "SDP ID", "NAME", "ACTION", "OUTCOME", "WHY",
+        ],
+        rows,
     );
     Ok(Exit::Completed)
 }

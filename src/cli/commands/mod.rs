@@ -46,6 +46,7 @@ pub async fn run(args: ClientArgs, command: ClientCommand) -> Result<Exit, CliEr
         ClientCommand::Abort(abort) => tasks::abort(&ctx, &abort).await,
         ClientCommand::Tokens(tokens) => admin::tokens(&ctx, tokens).await,
         ClientCommand::Audit(audit) => admin::audit(&ctx, &audit).await,
+        ClientCommand::Reconcile(reconcile) => admin::reconcile(&ctx, &reconcile).await,
     }
 }
 
