@@ -205,13 +205,7 @@ impl EchoCx {
 
     /// Short, stable token of this task for SDP object names.
     pub fn short_id(&self) -> String {
-        self.task
-            .request_id
-            .chars()
-            .filter(char::is_ascii_alphanumeric)
-            .take(8)
-            .collect::<String>()
-            .to_lowercase()
+        super::names::short_id(&self.task.request_id)
     }
 }
 

@@ -28,6 +28,16 @@ pub enum Maker {
     Other { tag: String },
 }
 
+/// The short, stable token of a task that its object names carry.
+pub fn short_id(request_id: &str) -> String {
+    request_id
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(SHORT_ID_LEN)
+        .collect::<String>()
+        .to_lowercase()
+}
+
 fn is_short_id(part: &str) -> bool {
     part.len() == SHORT_ID_LEN
         && part

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Serialize;
 
-use super::names::{Maker, ObjectNames};
+use super::names::{Maker, ObjectNames, short_id};
 use crate::{
     clock::now_ms,
     model::{LedgerKind, TaskState},
@@ -140,16 +140,6 @@ impl Array {
             LedgerKind::HostIqn => self.iqns.iter().any(|i| i.id == id),
         }
     }
-}
-
-/// The short id a task's object names carry (see `EchoCx::short_id`).
-fn short_id(request_id: &str) -> String {
-    request_id
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .take(8)
-        .collect::<String>()
-        .to_lowercase()
 }
 
 fn keep(reason: String) -> (Action, Option<String>) {
