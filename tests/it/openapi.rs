@@ -411,10 +411,13 @@ async fn the_server_matches_openapi_yaml() {
         let path = format!("{audit}{query}");
         c.check(&get, audit, c.admin(&get, &path)).await;
     }
-    // Reconcile: read and applied, and answered 502 when the array cannot be read.
+    // Reconcile: read and applied, answered 502 when the array cannot be read, and 409 by a
+    // Flex without an SDP.
     let reconcile = "/api/v1/sdp/reconcile";
     for method in [&get, &post] {
         c.check(method, reconcile, c.admin(method, reconcile)).await;
+        let no_sdp = empty.admin(method.clone(), reconcile);
+        c.check(method, reconcile, no_sdp).await;
         echo.sdp.add_fault(FaultRule {
             method: Some("GET".into()),
             collection: Some("volumes".into()),
