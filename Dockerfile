@@ -6,6 +6,7 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY src ./src
 COPY migrations ./migrations
+COPY console ./console
 COPY benches ./benches
 RUN cargo build --release --locked
 

@@ -16,12 +16,8 @@ use std::{
 use common::{ADMIN_TOKEN, Process, arg, free_port, spawn_flex, wait_ready};
 
 use flex::{
-    auth::{self, TokenSpec},
-    model::{
-        CommandType, ConsistencyLevel, DatabaseFile, FileKind, InventoryFile, MountPoint, SourceDb,
-        TaskState, VgSnapshot,
-    },
-    store::{DatabaseRecord, DbSnapshotRecord, NewHost, NewTask, Store, TaskRecord, TokenKind},
+    model::{CommandType, TaskState},
+    store::{NewTask, Store, TaskRecord},
 };
 use serde_json::json;
 
@@ -59,79 +55,7 @@ async fn seed(url: &str) -> String {
     let store = Store::connect(url).await.unwrap();
     store.migrate().await.unwrap();
     let now = flex::clock::now_ts();
-    for h in 0..HOSTS {
-        let host_id = format!("host{h:04}");
-        let token = auth::mint(TokenSpec {
-            kind: TokenKind::Host,
-            role: flex::store::Role::Viewer,
-            host_id: Some(&host_id),
-            app_name: "agent",
-            description: "",
-            ttl: None,
-        });
-        store
-            .insert_host(
-                &NewHost {
-                    host_id: host_id.clone(),
-                    db_vendor: "mssql".into(),
-                },
-                &token.record,
-            )
-            .await
-            .unwrap();
-        let databases: Vec<DatabaseRecord> = (0..DATABASES_PER_HOST)
-            .map(|d| DatabaseRecord {
-                host_id: host_id.clone(),
-                db_id: format!("{}", d + 5),
-                name: format!("db{d}"),
-                vendor: "mssql".into(),
-                status: "ONLINE".into(),
-                files: vec![DatabaseFile::from(InventoryFile {
-                    name: format!("db{d}_data"),
-                    file_id: 1,
-                    kind: FileKind::Data,
-                    path: format!("E:\\db{d}\\data.mdf"),
-                    size_mb: 1024,
-                })],
-                mount_points: vec![MountPoint {
-                    kind: "disk".into(),
-                    path: "E:\\".into(),
-                    serial: format!("134409{h:04}"),
-                }],
-                updated_ts: now,
-            })
-            .collect();
-        store.replace_databases(&host_id, &databases).await.unwrap();
-        let members: Vec<SourceDb> = (0..DATABASES_PER_HOST)
-            .map(|d| SourceDb {
-                db_id: format!("{}", d + 5),
-                db_name: format!("db{d}"),
-                files: Vec::new(),
-            })
-            .collect();
-        for s in 0..SNAPSHOTS_PER_HOST {
-            store
-                .insert_db_snapshot(&DbSnapshotRecord {
-                    id: format!("snap_{h:04}_{s}"),
-                    host_id: host_id.clone(),
-                    host_name: host_id.clone(),
-                    sdp_id: "134409".into(),
-                    consistency_level: ConsistencyLevel::Application,
-                    db_engine_version: "16.0.1000.6".into(),
-                    is_vss_based: false,
-                    created_ts: now,
-                    task_id: "seed".into(),
-                    vg_snapshots: vec![VgSnapshot {
-                        vg_id: 1,
-                        sdp_snapshot_id: s as u64,
-                    }],
-                    databases: members.clone(),
-                    schedule_id: None,
-                })
-                .await
-                .unwrap();
-        }
-    }
+    common::builders::seed_estate(&store, HOSTS, DATABASES_PER_HOST, SNAPSHOTS_PER_HOST).await;
     let mut first_task = String::new();
     for t in 0..TASKS {
         let request_id = format!("task{t:05}abcdefghijklmnopqrstu");

@@ -165,6 +165,17 @@ pub async fn run(
     gate.store(true, Ordering::SeqCst);
 
     let insecure = if options.tls { "-k " } else { "" };
+    // A password the operator chose is theirs to know; only a generated one is shown.
+    let shown = if options.admin_password.is_some() {
+        "as given"
+    } else {
+        admin_password.as_str()
+    };
+    println!();
+    println!(
+        "Console:     {base}/ui/  (sign in as {}, password {shown})",
+        options.admin_user
+    );
     println!();
     println!(
         "Flex demo is ready at {base} (SDP emulator at {}, user {}).",
@@ -173,12 +184,6 @@ pub async fn run(
     println!("State lives in {}.", data_dir.display());
     println!();
     println!("Admin token: {admin_token}");
-    // A password the operator chose is theirs to know; only a generated one is shown.
-    let shown = if options.admin_password.is_some() {
-        "as given"
-    } else {
-        admin_password.as_str()
-    };
     println!(
         "Login:       user {}, password {shown} (POST /api/v1/auth/local/login)",
         options.admin_user

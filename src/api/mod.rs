@@ -8,6 +8,7 @@
 mod agent;
 mod audit;
 pub mod auth;
+pub mod console;
 pub mod context;
 mod echo;
 pub mod error;
@@ -107,6 +108,7 @@ pub fn router(state: AppState) -> Router {
         .merge(auth::login_routes())
         .merge(agent::routes())
         .merge(health::routes())
+        .merge(console::routes())
         .route_layer(middleware::from_fn(context::note_route))
         .fallback(|| async { StatusCode::NOT_FOUND })
         .method_not_allowed_fallback(|| async { StatusCode::METHOD_NOT_ALLOWED })

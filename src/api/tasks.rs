@@ -45,6 +45,8 @@ pub struct TaskView {
     /// Stored JSON, passed through as it is (null until the task has a result).
     pub result: Option<Box<serde_json::value::RawValue>>,
     pub location: String,
+    /// The hosts its request involves (empty for command types Flex does not run).
+    pub hosts: Vec<String>,
     /// Where the task is in its workflow (absent for command types Flex does not run).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub progress: Option<Progress>,
@@ -95,6 +97,12 @@ impl From<TaskRecord> for TaskView {
     fn from(task: TaskRecord) -> TaskView {
         TaskView {
             progress: progress_of(&task),
+            hosts: crate::workflows::requests::EchoRequest::decode(
+                task.command_type,
+                &task.request,
+            )
+            .map(|request| request.host_ids())
+            .unwrap_or_default(),
             result: task
                 .result
                 .and_then(|json| serde_json::value::RawValue::from_string(json).ok()),

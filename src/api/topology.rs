@@ -12,9 +12,12 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use super::{AppState, error::ApiError, hosts::with_detached};
+/// How many hosts match the search, whatever the page holds.
+static TOTAL_COUNT: header::HeaderName = header::HeaderName::from_static("x-total-count");
+
+use super::{AppState, error::ApiError, extract::QueryParams, hosts::with_detached};
 use crate::{
     clock::now_ts,
     model::{ConsistencyLevel, FileKind, Lifecycle, SdpHostName, SourceDb, serial_for_path},
@@ -94,6 +97,31 @@ struct SnapshotRef<'a> {
     /// The ids of the databases the snapshot holds (clients pick a snapshot by them).
     #[serde(rename = "db_ids", serialize_with = "db_ids")]
     databases: &'a [SourceDb],
+    /// The echo DBs made from it, wherever they are: why it is not deletable.
+    echo_dbs: &'a [EchoDbRef<'a>],
+}
+
+#[derive(Serialize)]
+struct EchoDbRef<'a> {
+    host_id: &'a str,
+    db_id: &'a str,
+    name: &'a str,
+}
+
+/// The echo DBs made from each snapshot, by snapshot id.
+fn made_from(echo_dbs: &[EchoDbRecord]) -> HashMap<&str, Vec<EchoDbRef<'_>>> {
+    let mut made_from: HashMap<&str, Vec<EchoDbRef<'_>>> = HashMap::new();
+    for echo in echo_dbs {
+        made_from
+            .entry(echo.snapshot_id.as_str())
+            .or_default()
+            .push(EchoDbRef {
+                host_id: &echo.host_id,
+                db_id: &echo.db_id,
+                name: &echo.name,
+            });
+    }
+    made_from
 }
 
 fn db_ids<S: serde::Serializer>(databases: &[SourceDb], serializer: S) -> Result<S::Ok, S::Error> {
@@ -116,13 +144,17 @@ struct EchoFacts<'a> {
 }
 
 impl<'a> EchoFacts<'a> {
-    fn new(snapshots: &'a [DbSnapshotRecord], echo_dbs: &'a [EchoDbRecord]) -> EchoFacts<'a> {
-        let mut in_use: HashMap<&str, usize> = HashMap::new();
-        for echo in echo_dbs {
-            *in_use.entry(echo.snapshot_id.as_str()).or_default() += 1;
-        }
+    fn new(
+        snapshots: &'a [DbSnapshotRecord],
+        echo_dbs: &'a [EchoDbRecord],
+        made_from: &'a HashMap<&'a str, Vec<EchoDbRef<'a>>>,
+    ) -> EchoFacts<'a> {
         let mut by_db: HashMap<(&'a str, &'a str), Vec<SnapshotRef<'a>>> = HashMap::new();
         for snapshot in snapshots {
+            let echo_dbs = made_from
+                .get(snapshot.id.as_str())
+                .map(Vec::as_slice)
+                .unwrap_or_default();
             for member in &snapshot.databases {
                 by_db
                     .entry((snapshot.host_id.as_str(), member.db_id.as_str()))
@@ -131,8 +163,9 @@ impl<'a> EchoFacts<'a> {
                         id: &snapshot.id,
                         timestamp: snapshot.created_ts,
                         consistency_level: snapshot.consistency_level,
-                        deletable: !in_use.contains_key(snapshot.id.as_str()),
+                        deletable: echo_dbs.is_empty(),
                         databases: &snapshot.databases,
+                        echo_dbs,
                     });
             }
         }
@@ -161,7 +194,32 @@ impl<'a> EchoFacts<'a> {
     }
 }
 
-async fn topology(State(state): State<AppState>) -> Result<Response, ApiError> {
+/// Opt-in paging and search: without them the answer is every host, as documented.
+#[derive(Deserialize)]
+struct TopologyQuery {
+    /// Hosts whose id or name, or one of whose databases' names, contains this (any case).
+    q: Option<String>,
+    /// Only hosts whose id sorts after this one: the last id of the previous page.
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+/// The most hosts one page may ask for.
+const MAX_PAGE: usize = 1000;
+
+async fn topology(
+    State(state): State<AppState>,
+    QueryParams(query): QueryParams<TopologyQuery>,
+) -> Result<Response, ApiError> {
+    if query
+        .limit
+        .is_some_and(|limit| limit == 0 || limit > MAX_PAGE)
+    {
+        return Err(ApiError::bad_request(
+            "INVALID_QUERY",
+            format!("query 'limit' must be 1 to {MAX_PAGE}"),
+        ));
+    }
     let hosts = state.store.list_hosts().await?;
     let inventory = state.store.list_all_databases().await?;
     let snapshots = state.store.list_db_snapshots().await?;
@@ -176,10 +234,40 @@ async fn topology(State(state): State<AppState>) -> Result<Response, ApiError> {
             .or_default()
             .push(db);
     }
-    let echo = EchoFacts::new(&snapshots, &echo_dbs);
+    let made_from = made_from(&echo_dbs);
+    let echo = EchoFacts::new(&snapshots, &echo_dbs, &made_from);
     let now = now_ts();
-    let entries: Vec<Entry<'_>> = hosts
+    let no_databases: &[&DatabaseRecord] = &[];
+    let needle = query
+        .q
+        .as_deref()
+        .map(str::to_lowercase)
+        .unwrap_or_default();
+    let mut matching: Vec<&HostRecord> = hosts
         .iter()
+        .filter(|host| {
+            needle.is_empty()
+                || host.host_id.to_lowercase().contains(&needle)
+                || host.host_name.to_lowercase().contains(&needle)
+                || databases_by_host
+                    .get(host.host_id.as_str())
+                    .map_or(no_databases, Vec::as_slice)
+                    .iter()
+                    .any(|db| db.name.to_lowercase().contains(&needle))
+        })
+        .collect();
+    // Byte order, whatever the database's collation, so that `after` pages without a gap.
+    matching.sort_unstable_by(|a, b| a.host_id.cmp(&b.host_id));
+    let total = matching.len();
+    let entries: Vec<Entry<'_>> = matching
+        .into_iter()
+        .filter(|host| {
+            query
+                .after
+                .as_deref()
+                .is_none_or(|after| host.host_id.as_str() > after)
+        })
+        .take(query.limit.unwrap_or(usize::MAX))
         .map(|host| {
             let connected = host.is_connected(state.config.agent_silence, now);
             let databases = databases_by_host
@@ -197,7 +285,14 @@ async fn topology(State(state): State<AppState>) -> Result<Response, ApiError> {
         })
         .collect();
     let body = serde_json::to_vec(&entries).map_err(|err| ApiError::Internal(err.to_string()))?;
-    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/json".to_owned()),
+            (TOTAL_COUNT.clone(), total.to_string()),
+        ],
+        body,
+    )
+        .into_response())
 }
 
 fn host_view(host: &HostRecord, connected: bool) -> HostView<'_> {

@@ -227,6 +227,22 @@ impl EchoRequest {
         })
     }
 
+    /// The hosts it involves, each once, in order of id.
+    pub fn host_ids(&self) -> Vec<String> {
+        let mut hosts = match self {
+            EchoRequest::Snapshot(request) => request.host_ids(),
+            EchoRequest::Clone(request) => request.host_ids(),
+            EchoRequest::Import(request) => request.host_ids(),
+            EchoRequest::Refresh(request) => request.host_ids(),
+            EchoRequest::DeleteEchoDb(request) => request.host_ids(),
+            EchoRequest::DeleteSnapshot(request) => request.host_ids(),
+        };
+        hosts.retain(|host| !host.is_empty());
+        hosts.sort();
+        hosts.dedup();
+        hosts
+    }
+
     /// The snapshot part: a snapshot task's whole request, or a clone's `snapshot`.
     pub fn snapshot_spec(&self) -> Option<&SnapshotSpec> {
         match self {

@@ -72,6 +72,7 @@ async fn the_whole_lifecycle_leaves_nothing_behind(backend: Backend) {
         .await;
     assert_eq!(task["state"], "completed", "{task}");
     assert_eq!(task["command_type"], "ImportDBSnapshotCommand");
+    assert_eq!(task["hosts"], json!(["dev-01"]), "its destinations");
     let cloned = &task["result"]["cloned_dbs"][0];
     assert_eq!(cloned["name"], "sales_copy");
     assert_eq!(cloned["host_id"], "dev-01");
@@ -142,6 +143,11 @@ async fn the_whole_lifecycle_leaves_nothing_behind(backend: Backend) {
         .clone();
     assert_eq!(sales["db_snapshots"][0]["id"], snap_a.as_str());
     assert_eq!(sales["db_snapshots"][0]["deletable"], false);
+    assert_eq!(
+        sales["db_snapshots"][0]["echo_dbs"],
+        json!([{"host_id": "dev-01", "db_id": sales_copy_id, "name": "sales_copy"}]),
+        "what makes it undeletable"
+    );
     let copy = entry("dev-01")["databases"][0].clone();
     assert_eq!(
         entry("dev-01")["sdps"],

@@ -311,6 +311,11 @@ async fn the_server_matches_openapi_yaml() {
     c.check(&get, db, c.admin(&get, "/api/v1/hosts/host01/databases/9"))
         .await;
     for path in ["/api/ocie/v1/topology", "/api/echo/v1/topology"] {
+        let paged = format!("{path}?q=host&limit=1&after=a");
+        let page = c.check(&get, path, c.admin(&get, &paged)).await;
+        assert_eq!(page.as_array().unwrap().len(), 1, "{page}");
+        let bad = format!("{path}?limit=0");
+        c.check(&get, path, c.admin(&get, &bad)).await;
         let body = c.check(&get, path, c.admin(&get, path)).await;
         assert_eq!(
             body.as_array().unwrap().len(),

@@ -70,6 +70,8 @@ async fn tasks_read_on_every_family(backend: Backend) {
                 "error": "",
                 "result": serde_json::from_str::<Value>(done.result.as_deref().unwrap()).unwrap(),
                 "location": "/api/ocie/v1/tasks/Fj3U7QTsDDWL45ikk0bvk2tsanfC3H",
+                // Additive (issue 14): the hosts its request names (this one's is not readable).
+                "hosts": [],
                 // Additive (issue 13): where the task is in its workflow; done, here.
                 "progress": {"step": "record_echo_dbs", "done": 12, "total": 12, "phase": "forward"},
             })

@@ -91,4 +91,65 @@ fn assert_same_keys(expected: &Value, actual: &Value, what: &str) {
     }
 }
 
-crate::on_both_backends!(topology_lists_hosts_and_their_databases);
+/// Paging and search are opt-in: a console can show a large estate a page at a time.
+async fn topology_pages_and_searches_on_request(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    for host in ["web-03", "db-01", "web-01", "db-02", "web-02"] {
+        server.register_host(host).await;
+    }
+    let store = server.db.store().await;
+    store
+        .replace_databases("db-02", &[database("db-02", "5", "Payroll")])
+        .await
+        .unwrap();
+    let ids = |body: &Value| -> Vec<String> {
+        body.as_array()
+            .unwrap()
+            .iter()
+            .map(|entry| entry["host"]["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let page = |query: &'static str| {
+        let server = &server;
+        async move {
+            let answer = server.get(&format!("/api/echo/v1/topology{query}")).await;
+            assert_eq!(answer.status(), 200, "{query}");
+            let total = answer.headers()["x-total-count"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            (answer.json::<Value>().await.unwrap(), total)
+        }
+    };
+    let (all, total) = page("").await;
+    assert_eq!(ids(&all), ["db-01", "db-02", "web-01", "web-02", "web-03"]);
+    assert_eq!(total, "5");
+    let (first, total) = page("?limit=2").await;
+    assert_eq!(ids(&first), ["db-01", "db-02"]);
+    assert_eq!(total, "5", "the count ignores the page");
+    let (next, _) = page("?limit=2&after=db-02").await;
+    assert_eq!(ids(&next), ["web-01", "web-02"]);
+    let (last, _) = page("?limit=2&after=web-02").await;
+    assert_eq!(ids(&last), ["web-03"]);
+    // By host id or name, or by a database's name, in any case.
+    let (web, total) = page("?q=WEB").await;
+    assert_eq!((ids(&web).len(), total.as_str()), (3, "3"));
+    let (payroll, total) = page("?q=payroll").await;
+    assert_eq!(
+        (ids(&payroll), total.as_str()),
+        (vec!["db-02".to_owned()], "1")
+    );
+    let (none, total) = page("?q=nothing-like-it").await;
+    assert_eq!((ids(&none).len(), total.as_str()), (0, "0"));
+    for bad in ["?limit=0", "?limit=1001", "?limit=many"] {
+        let answer = server.get(&format!("/api/echo/v1/topology{bad}")).await;
+        assert_eq!(answer.status(), 400, "{bad}");
+        let body: Value = answer.json().await.unwrap();
+        assert_eq!(body["code"], "INVALID_QUERY", "{bad}: {body}");
+    }
+}
+
+crate::on_both_backends!(
+    topology_lists_hosts_and_their_databases,
+    topology_pages_and_searches_on_request
+);

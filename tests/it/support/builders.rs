@@ -7,8 +7,11 @@ use flex::{
     auth::{self, TokenSpec},
     clock::now_ts,
     emulators::agent::{DatabaseSpec, FileSpec},
-    model::{CommandType, DatabaseFile, FileKind, InventoryFile, MountPoint, TaskState},
-    store::{DatabaseRecord, NewHost, TaskRecord, TokenKind},
+    model::{
+        CommandType, ConsistencyLevel, DatabaseFile, FileKind, InventoryFile, MountPoint, SourceDb,
+        TaskState, VgSnapshot,
+    },
+    store::{DatabaseRecord, DbSnapshotRecord, NewHost, Store, TaskRecord, TokenKind},
 };
 
 /// A database file on an SDP volume, as an emulated host is configured with it.
@@ -131,5 +134,85 @@ pub fn database(host_id: &str, db_id: &str, name: &str) -> DatabaseRecord {
             serial: "1344090006".into(),
         }],
         updated_ts: now_ts(),
+    }
+}
+
+/// An estate of `hosts` hosts (`host0000`…), each with `databases` databases and `snapshots`
+/// db snapshots of them all, written straight to the store: what the topology benchmark and
+/// the console's large-estate test read.
+pub async fn seed_estate(store: &Store, hosts: usize, databases: usize, snapshots: usize) {
+    let now = now_ts();
+    for h in 0..hosts {
+        let host_id = format!("host{h:04}");
+        let token = auth::mint(TokenSpec {
+            kind: TokenKind::Host,
+            role: flex::store::Role::Viewer,
+            host_id: Some(&host_id),
+            app_name: "agent",
+            description: "",
+            ttl: None,
+        });
+        store
+            .insert_host(
+                &NewHost {
+                    host_id: host_id.clone(),
+                    db_vendor: "mssql".into(),
+                },
+                &token.record,
+            )
+            .await
+            .unwrap();
+        let records: Vec<DatabaseRecord> = (0..databases)
+            .map(|d| DatabaseRecord {
+                host_id: host_id.clone(),
+                db_id: format!("{}", d + 5),
+                name: format!("db{d}"),
+                vendor: "mssql".into(),
+                status: "ONLINE".into(),
+                files: vec![DatabaseFile::from(InventoryFile {
+                    name: format!("db{d}_data"),
+                    file_id: 1,
+                    kind: FileKind::Data,
+                    path: format!("E:\\db{d}\\data.mdf"),
+                    size_mb: 1024,
+                })],
+                mount_points: vec![MountPoint {
+                    kind: "disk".into(),
+                    path: "E:\\".into(),
+                    serial: format!("134409{h:04}"),
+                }],
+                updated_ts: now,
+            })
+            .collect();
+        store.replace_databases(&host_id, &records).await.unwrap();
+        let members: Vec<SourceDb> = (0..databases)
+            .map(|d| SourceDb {
+                db_id: format!("{}", d + 5),
+                db_name: format!("db{d}"),
+                files: Vec::new(),
+            })
+            .collect();
+        for s in 0..snapshots {
+            store
+                .insert_db_snapshot(&DbSnapshotRecord {
+                    id: format!("snap_{h:04}_{s}"),
+                    host_id: host_id.clone(),
+                    host_name: host_id.clone(),
+                    sdp_id: "134409".into(),
+                    consistency_level: ConsistencyLevel::Application,
+                    db_engine_version: "16.0.1000.6".into(),
+                    is_vss_based: false,
+                    created_ts: now,
+                    task_id: "seed".into(),
+                    vg_snapshots: vec![VgSnapshot {
+                        vg_id: 1,
+                        sdp_snapshot_id: s as u64,
+                    }],
+                    databases: members.clone(),
+                    schedule_id: None,
+                })
+                .await
+                .unwrap();
+        }
     }
 }
