@@ -85,5 +85,5 @@ export function toast(message, kind = "info") {
   const box = document.getElementById("toasts");
   const note = h("div", { class: `toast ${kind}` }, message);
   box.append(note);
-  setTimeout(() => note.remove(), 8000);
+  setTimeout(() => note.remove(), 5000);
 }

@@ -197,6 +197,15 @@ impl Browser {
         )
     }
 
+    /// Reloads the signed-in page (assets revalidated, not refetched); the bytes it
+    /// transferred and when the estate showed, in ms from navigation.
+    pub async fn reload_estate(&self, shown: &str) -> (u64, f64) {
+        self.client.refresh().await.unwrap();
+        self.find(shown).await;
+        let (bytes, _, estate) = self.first_load().await;
+        (bytes, estate)
+    }
+
     pub async fn close(self) {
         self.client.close().await.unwrap();
     }
