@@ -152,6 +152,7 @@ function snapshotList(host, db, reload) {
       h("span", { class: "snap-time" }, when(snap.timestamp)),
       h("span", { class: `badge ${snap.consistency_level === "application" ? "ok" : "plain"}` }, snap.consistency_level),
       h("code", {}, snap.id),
+      snap.task_id ? h("a", { href: `#/tasks/${encodeURIComponent(snap.task_id)}`, title: "The task that took it: its freeze time and steps" }, "taken by task") : null,
       snap.deletable
         ? h("span", { class: "muted" }, "deletable")
         : h("span", { class: "in-use" }, "in use by ", (snap.echo_dbs || []).map((e) => `${e.host_id}/${e.name}`).join(", ") || "echo DBs"),

@@ -78,6 +78,14 @@ async function loadList(body) {
     tasks.length > SHOWN ? h("p", { class: "muted" }, `The newest ${SHOWN} of ${tasks.length}; narrow the filters to see others.`) : null);
 }
 
+/** How long an application-consistent snapshot kept the databases frozen, when it did. */
+function frozen(task) {
+  const step = (name) => (task.steps || []).find((s) => s.name === name && s.state === "completed");
+  const freeze = step("freeze_databases");
+  const thaw = step("thaw_databases");
+  return freeze && thaw && freeze.started_ms && thaw.ended_ms ? thaw.ended_ms - freeze.started_ms : null;
+}
+
 export function renderTask(main, id) {
   const body = h("div", { id: "task-body", "aria-live": "polite" });
   fill(main, h("p", {}, h("a", { href: "#/tasks" }, "← All tasks")), body);
@@ -121,6 +129,7 @@ async function loadTask(body, id) {
       h("dt", {}, task.state === "running" ? "Running for" : "Took"), h("dd", {}, duration(taskTime(task))),
       task.progress ? [h("dt", {}, "Progress"), h("dd", {}, h("progress", { max: task.progress.total, value: task.progress.done }),
         ` ${task.progress.done} of ${task.progress.total} steps${task.progress.phase === "undo" ? ", undoing" : ""}`)] : null),
+    frozen(task) !== null ? h("p", { id: "task-frozen" }, `Databases frozen for ${duration(frozen(task))} (freeze to thaw, the SDP snapshot calls included).`) : null,
     task.error ? h("div", { class: "error", role: "alert", id: "task-error" }, h("strong", {}, "Why it failed: "), task.error) : null,
     result.db_snapshot ? h("p", {}, "Db snapshot: ", h("code", {}, result.db_snapshot.id)) : null,
     result.cloned_dbs?.length ? h("p", { id: "task-result" }, "Echo DBs: ",

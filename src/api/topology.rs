@@ -97,8 +97,12 @@ struct SnapshotRef<'a> {
     /// The ids of the databases the snapshot holds (clients pick a snapshot by them).
     #[serde(rename = "db_ids", serialize_with = "db_ids")]
     databases: &'a [SourceDb],
-    /// The echo DBs made from it, wherever they are: why it is not deletable.
+    /// The echo DBs made from it, wherever they are: why it is not deletable (absent when
+    /// none: a large estate's topology carries a hundred thousand snapshot entries).
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
     echo_dbs: &'a [EchoDbRef<'a>],
+    /// The task that took it: its steps say how long the databases were frozen.
+    task_id: &'a str,
 }
 
 #[derive(Serialize)]
@@ -166,6 +170,7 @@ impl<'a> EchoFacts<'a> {
                         deletable: echo_dbs.is_empty(),
                         databases: &snapshot.databases,
                         echo_dbs,
+                        task_id: &snapshot.task_id,
                     });
             }
         }

@@ -19,8 +19,9 @@ use browser::Browser;
 
 const PASSWORD: &str = "console-walkthrough-pw";
 
-/// `flex demo` on free ports with a known password, and what it printed first.
-async fn demo() -> (Process, String, String) {
+/// `flex demo` on free ports with a known password: the process, its URL, its SDP emulator's
+/// URL, and the first line it printed.
+async fn demo() -> (Process, String, String, String) {
     crate::support::init_tracing();
     let (port, sdp_port) = (free_port(), free_port());
     let mut child = Command::new(env!("CARGO_BIN_EXE_flex"))
@@ -46,12 +47,25 @@ async fn demo() -> (Process, String, String) {
     let process = Process(child);
     let base = format!("http://127.0.0.1:{port}");
     wait_ready(&http_client(), &base).await;
-    (process, base, first_line.await.unwrap())
+    let sdp = format!("http://127.0.0.1:{sdp_port}");
+    (process, base, sdp, first_line.await.unwrap())
+}
+
+/// Opens the clone form for src-01's sales and fills in one destination.
+async fn clone_sales_to(browser: &Browser, host: &str, name: &str) {
+    browser
+        .click(r#"button[aria-label="Clone sales from src-01"]"#)
+        .await;
+    let destination = "#clone-destinations .destination";
+    browser.choose(&format!("{destination} select"), host).await;
+    browser
+        .type_into(&format!("{destination} .dest-name"), name)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dba_clones_refreshes_and_deletes_through_the_console() {
-    let (_demo, base, first_line) = demo().await;
+    let (_demo, base, sdp, first_line) = demo().await;
     assert!(
         first_line.contains(&format!("{base}/ui/")) && first_line.contains("demo"),
         "the demo prints the console and its user first: {first_line}"
@@ -90,7 +104,9 @@ async fn a_dba_clones_refreshes_and_deletes_through_the_console() {
         .await;
     browser.find(r#"section[data-host="dev-01"]"#).await;
     let (bytes, paint, _) = browser.first_load().await;
-    let (reload_bytes, estate) = browser.reload_estate(r#"section[data-host="src-01"]"#).await;
+    let (reload_bytes, estate) = browser
+        .reload_estate(r#"section[data-host="src-01"]"#)
+        .await;
     println!(
         "console, demo (3 hosts): first load {bytes} bytes transferred (sign-in page, assets, \
          login, estate), first paint {paint:.0} ms; signed in, a reload shows the estate \
@@ -113,18 +129,7 @@ async fn a_dba_clones_refreshes_and_deletes_through_the_console() {
     browser.screenshot("console-estate.png").await;
 
     // Clone sales onto dev-01 through the form: the dry run first, then the task.
-    browser
-        .click(r#"button[aria-label="Clone sales from src-01"]"#)
-        .await;
-    browser
-        .find("#clone-destinations .destination select")
-        .await;
-    browser
-        .choose("#clone-destinations .destination select", "dev-01")
-        .await;
-    browser
-        .type_into("#clone-destinations .dest-name", "sales_qa")
-        .await;
+    clone_sales_to(&browser, "dev-01", "sales_qa").await;
     browser.text_of("#dry-run", "Dry run passed").await;
     browser.screenshot("console-clone-form.png").await;
     browser.click("#confirm").await;
@@ -136,6 +141,8 @@ async fn a_dba_clones_refreshes_and_deletes_through_the_console() {
         steps.contains("freeze databases"),
         "each step is listed: {steps}"
     );
+    let frozen = browser.text_of("#task-frozen", "Databases frozen for").await;
+    assert!(frozen.contains("ms") || frozen.contains(" s "), "{frozen}");
     browser.screenshot("console-task.png").await;
 
     // The new echo DB is on the estate, with its parent.
@@ -145,15 +152,7 @@ async fn a_dba_clones_refreshes_and_deletes_through_the_console() {
     assert!(lineage.contains("echo DB"), "{lineage}");
 
     // The same name again: the dry run says why it cannot work, with the API's code.
-    browser
-        .click(r#"button[aria-label="Clone sales from src-01"]"#)
-        .await;
-    browser
-        .choose("#clone-destinations .destination select", "dev-01")
-        .await;
-    browser
-        .type_into("#clone-destinations .dest-name", "sales_qa")
-        .await;
+    clone_sales_to(&browser, "dev-01", "sales_qa").await;
     browser.text_of("#dry-run", "DB_NAME_IS_IN_USE").await;
     let confirm = browser.find("#confirm").await;
     assert!(!confirm.is_enabled().await.unwrap(), "nothing to confirm");
@@ -194,7 +193,9 @@ async fn a_dba_clones_refreshes_and_deletes_through_the_console() {
     browser.text_of("#dry-run", "ECHO_DB_PROTECTED").await;
     browser.click("#dialog button[value=cancel]").await;
     browser.click(lifecycle).await;
-    browser.text_of("#toggle-protect", "Remove protection").await;
+    browser
+        .text_of("#toggle-protect", "Remove protection")
+        .await;
     browser.click("#toggle-protect").await;
     browser.text_of("#toasts", "Protection removed").await;
 
@@ -209,9 +210,35 @@ async fn a_dba_clones_refreshes_and_deletes_through_the_console() {
     browser.click("#confirm").await;
     browser.text_of("#task-title", "completed").await;
 
-    // The task list has all four, newest first.
+    // On a slow array, a clone followed step by step, then aborted: its steps are undone.
+    let latency = |ms: u64| {
+        http.put(format!("{sdp}/emulator/latency"))
+            .basic_auth("admin", Some("admin"))
+            .json(&serde_json::json!({ "ms": ms }))
+            .send()
+    };
+    assert!(latency(400).await.unwrap().status().is_success());
+    browser.goto(&format!("{base}/ui/#/estate")).await;
+    clone_sales_to(&browser, "dev-02", "sales_abandoned").await;
+    browser.text_of("#dry-run", "Dry run passed").await;
+    browser.click("#confirm").await;
+    browser.text_of("#task-title", "running").await;
+    // Steps are shown done as they finish, without a reload.
+    browser
+        .text_of(r#"tr[data-step="freeze_databases"]"#, "completed")
+        .await;
+    browser.text_of("#task-title", "running").await;
+    browser.click("#abort").await;
+    browser.text_of("#task-title", "aborted").await;
+    assert!(latency(0).await.unwrap().status().is_success());
+    browser.goto(&format!("{base}/ui/#/estate")).await;
+    browser.find(r#"section[data-host="dev-02"]"#).await;
+    browser.gone(r#"tr[data-db="sales_abandoned"]"#).await;
+
+    // The task list has them all, newest first.
     browser.goto(&format!("{base}/ui/#/tasks")).await;
     let list = browser.text_of("table.tasks", "delete echo DB").await;
+    assert!(list.contains("aborted"), "{list}");
     for command in ["clone", "snapshot", "refresh"] {
         assert!(list.contains(command), "{command} is listed: {list}");
     }
@@ -258,7 +285,9 @@ async fn the_console_pages_a_thousand_hosts() {
     let count = browser.text_of("#estate-count", "of 1000").await;
     assert!(count.contains("Hosts 1–20"), "{count}");
     let (bytes, paint, _) = browser.first_load().await;
-    let (reload_bytes, estate) = browser.reload_estate(r#"section[data-host="host0000"]"#).await;
+    let (reload_bytes, estate) = browser
+        .reload_estate(r#"section[data-host="host0000"]"#)
+        .await;
     println!(
         "console, 1,000 hosts × 10 DBs × 10 snapshots: first load {bytes} bytes transferred \
          (the whole topology is {whole} bytes), first paint {paint:.0} ms; a reload shows the \

@@ -148,6 +148,8 @@ async fn the_whole_lifecycle_leaves_nothing_behind(backend: Backend) {
         json!([{"host_id": "dev-01", "db_id": sales_copy_id, "name": "sales_copy"}]),
         "what makes it undeletable"
     );
+    let taken_by = sales["db_snapshots"][0]["task_id"].as_str().unwrap();
+    assert_eq!(taken_by.len(), 30, "the snapshot task's request id: {taken_by}");
     let copy = entry("dev-01")["databases"][0].clone();
     assert_eq!(
         entry("dev-01")["sdps"],
