@@ -3,7 +3,7 @@
 //! in memory, and serialized from borrowed, typed views: with a thousand hosts the document runs
 //! to megabytes, so it must not be assembled as a tree of `serde_json::Value`s.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use axum::{
     Router,
@@ -21,7 +21,7 @@ use super::{AppState, error::ApiError, extract::QueryParams, hosts::with_detache
 use crate::{
     clock::now_ts,
     model::{ConsistencyLevel, FileKind, Lifecycle, SdpHostName, SourceDb, serial_for_path},
-    store::{DatabaseRecord, DbSnapshotRecord, EchoDbRecord, HostRecord},
+    store::{DatabaseRecord, DbSnapshotRecord, EchoDbRecord, HostRecord, Store},
 };
 
 pub fn routes() -> Router<AppState> {
@@ -226,9 +226,23 @@ async fn topology(
         ));
     }
     let hosts = state.store.list_hosts().await?;
-    let inventory = state.store.list_all_databases().await?;
-    let snapshots = state.store.list_db_snapshots().await?;
     let echo_dbs = state.store.list_echo_dbs().await?;
+    let (page, total) = page_of(&state.store, &hosts, &echo_dbs, &query).await?;
+    // The whole estate is read in one query per table; a page only its own hosts' rows, so
+    // a page of a thousand-host estate costs its hosts, not the estate.
+    let (inventory, snapshots) = if query.limit.is_some() {
+        let (mut inventory, mut snapshots) = (Vec::new(), Vec::new());
+        for host in &page {
+            inventory.extend(state.store.list_databases(&host.host_id).await?);
+            snapshots.extend(state.store.list_db_snapshots_on(&host.host_id).await?);
+        }
+        (inventory, snapshots)
+    } else {
+        (
+            state.store.list_all_databases().await?,
+            state.store.list_db_snapshots().await?,
+        )
+    };
     // Echo DBs a host no longer reports are shown too, detached, so none is out of sight.
     let databases = with_detached(inventory, &echo_dbs);
 
@@ -242,37 +256,8 @@ async fn topology(
     let made_from = made_from(&echo_dbs);
     let echo = EchoFacts::new(&snapshots, &echo_dbs, &made_from);
     let now = now_ts();
-    let no_databases: &[&DatabaseRecord] = &[];
-    let needle = query
-        .q
-        .as_deref()
-        .map(str::to_lowercase)
-        .unwrap_or_default();
-    let mut matching: Vec<&HostRecord> = hosts
-        .iter()
-        .filter(|host| {
-            needle.is_empty()
-                || host.host_id.to_lowercase().contains(&needle)
-                || host.host_name.to_lowercase().contains(&needle)
-                || databases_by_host
-                    .get(host.host_id.as_str())
-                    .map_or(no_databases, Vec::as_slice)
-                    .iter()
-                    .any(|db| db.name.to_lowercase().contains(&needle))
-        })
-        .collect();
-    // Byte order, whatever the database's collation, so that `after` pages without a gap.
-    matching.sort_unstable_by(|a, b| a.host_id.cmp(&b.host_id));
-    let total = matching.len();
-    let entries: Vec<Entry<'_>> = matching
+    let entries: Vec<Entry<'_>> = page
         .into_iter()
-        .filter(|host| {
-            query
-                .after
-                .as_deref()
-                .is_none_or(|after| host.host_id.as_str() > after)
-        })
-        .take(query.limit.unwrap_or(usize::MAX))
         .map(|host| {
             let connected = host.is_connected(state.config.agent_silence, now);
             let databases = databases_by_host
@@ -298,6 +283,56 @@ async fn topology(
         body,
     )
         .into_response())
+}
+
+/// The hosts `q`, `after` and `limit` ask for, in id order, and how many match `q`.
+async fn page_of<'h>(
+    store: &Store,
+    hosts: &'h [HostRecord],
+    echo_dbs: &[EchoDbRecord],
+    query: &TopologyQuery,
+) -> Result<(Vec<&'h HostRecord>, usize), ApiError> {
+    let needle = query
+        .q
+        .as_deref()
+        .map(str::to_lowercase)
+        .unwrap_or_default();
+    // Hosts one of whose databases (or echo DBs, reported or not) is named like the search.
+    let mut named: HashSet<String> = HashSet::new();
+    if !needle.is_empty() {
+        let names = store.list_database_names().await?;
+        let echo_names = echo_dbs
+            .iter()
+            .map(|echo| (echo.host_id.clone(), echo.name.clone()));
+        for (host_id, name) in names.into_iter().chain(echo_names) {
+            if name.to_lowercase().contains(&needle) {
+                named.insert(host_id);
+            }
+        }
+    }
+    let mut matching: Vec<&HostRecord> = hosts
+        .iter()
+        .filter(|host| {
+            needle.is_empty()
+                || named.contains(&host.host_id)
+                || host.host_id.to_lowercase().contains(&needle)
+                || host.host_name.to_lowercase().contains(&needle)
+        })
+        .collect();
+    // Byte order, whatever the database's collation, so that `after` pages without a gap.
+    matching.sort_unstable_by(|a, b| a.host_id.cmp(&b.host_id));
+    let total = matching.len();
+    let page = matching
+        .into_iter()
+        .filter(|host| {
+            query
+                .after
+                .as_deref()
+                .is_none_or(|after| host.host_id.as_str() > after)
+        })
+        .take(query.limit.unwrap_or(usize::MAX))
+        .collect();
+    Ok((page, total))
 }
 
 fn host_view(host: &HostRecord, connected: bool) -> HostView<'_> {

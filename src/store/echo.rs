@@ -238,6 +238,19 @@ impl Store {
         rows.into_iter().map(DbSnapshotRecord::try_from).collect()
     }
 
+    /// The db snapshots taken on one host, oldest first.
+    pub async fn list_db_snapshots_on(&self, host_id: &str) -> StoreResult<Vec<DbSnapshotRecord>> {
+        let sql = concat!(
+            "SELECT ",
+            snapshot_columns!(),
+            " FROM db_snapshots WHERE host_id = $1 ORDER BY created_ts, id"
+        );
+        let rows: Vec<DbSnapshotRow> = on_reader!(self, |pool| {
+            sqlx::query_as(sql).bind(host_id).fetch_all(pool).await?
+        });
+        rows.into_iter().map(DbSnapshotRecord::try_from).collect()
+    }
+
     /// Forgets a db snapshot; `by_task` is the task deleting it (`""` for none).
     pub async fn delete_db_snapshot_row(&self, id: &str, by_task: &str) -> StoreResult<bool> {
         let postgres = self.is_postgres();

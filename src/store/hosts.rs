@@ -384,6 +384,14 @@ impl Store {
     }
 
     /// Every database of every host, in one query (topology joins them in memory).
+    /// Every database's host and name, and nothing else: what a search by name reads.
+    pub async fn list_database_names(&self) -> StoreResult<Vec<(String, String)>> {
+        let sql = "SELECT host_id, name FROM databases ORDER BY host_id, name, db_id";
+        let rows: Vec<(String, String)> =
+            on_reader!(self, |pool| { sqlx::query_as(sql).fetch_all(pool).await? });
+        Ok(rows)
+    }
+
     pub async fn list_all_databases(&self) -> StoreResult<Vec<DatabaseRecord>> {
         let sql = concat!(
             "SELECT ",

@@ -141,7 +141,9 @@ async fn a_dba_clones_refreshes_and_deletes_through_the_console() {
         steps.contains("freeze databases"),
         "each step is listed: {steps}"
     );
-    let frozen = browser.text_of("#task-frozen", "Databases frozen for").await;
+    let frozen = browser
+        .text_of("#task-frozen", "Databases frozen for")
+        .await;
     assert!(frozen.contains("ms") || frozen.contains(" s "), "{frozen}");
     browser.screenshot("console-task.png").await;
 

@@ -149,7 +149,11 @@ async fn the_whole_lifecycle_leaves_nothing_behind(backend: Backend) {
         "what makes it undeletable"
     );
     let taken_by = sales["db_snapshots"][0]["task_id"].as_str().unwrap();
-    assert_eq!(taken_by.len(), 30, "the snapshot task's request id: {taken_by}");
+    assert_eq!(
+        taken_by.len(),
+        30,
+        "the snapshot task's request id: {taken_by}"
+    );
     let copy = entry("dev-01")["databases"][0].clone();
     assert_eq!(
         entry("dev-01")["sdps"],

@@ -366,7 +366,26 @@ async fn concurrent_writers_all_land(backend: Backend) {
     assert_eq!(store.list_hosts().await.unwrap().len(), 40);
 }
 
+/// What the topology's pages read: one host's snapshots, and every database's name alone.
+async fn one_hosts_snapshots_and_all_database_names_read_alone(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    crate::support::builders::seed_estate(&store, 3, 2, 2).await;
+    let snapshots = store.list_db_snapshots_on("host0001").await.unwrap();
+    assert_eq!(
+        snapshots.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
+        ["snap_0001_0", "snap_0001_1"]
+    );
+    assert!(snapshots.iter().all(|s| s.host_id == "host0001"));
+    assert_eq!(store.list_db_snapshots_on("ghost").await.unwrap(), vec![]);
+    let names = store.list_database_names().await.unwrap();
+    assert_eq!(names.len(), 6);
+    assert_eq!(names[0], ("host0000".to_owned(), "db0".to_owned()));
+    assert_eq!(names[5], ("host0002".to_owned(), "db1".to_owned()));
+}
+
 crate::on_both_backends!(
+    one_hosts_snapshots_and_all_database_names_read_alone,
     migrations_are_idempotent_and_ready,
     hosts_register_once_with_their_token,
     hosts_list_in_id_order,

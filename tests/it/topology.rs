@@ -149,7 +149,42 @@ async fn topology_pages_and_searches_on_request(backend: Backend) {
     }
 }
 
+/// A page is read host by host, the whole estate table by table: they must say the same.
+async fn a_page_of_the_topology_is_that_slice_of_the_whole(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let store = server.db.store().await;
+    crate::support::builders::seed_estate(&store, 5, 3, 2).await;
+    let read = |query: &'static str| {
+        let server = &server;
+        async move {
+            let answer = server.get(&format!("/api/echo/v1/topology{query}")).await;
+            assert_eq!(answer.status(), 200, "{query}");
+            answer.json::<Value>().await.unwrap()
+        }
+    };
+    let whole = read("").await;
+    let whole = whole.as_array().unwrap();
+    assert_eq!(whole.len(), 5);
+    assert_eq!(whole[1]["databases"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        whole[1]["databases"][0]["db_snapshots"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let page = read("?limit=2&after=host0000").await;
+    assert_eq!(page.as_array().unwrap().as_slice(), &whole[1..3]);
+    let found = read("?q=DB2&limit=10").await;
+    assert_eq!(
+        found.as_array().unwrap().as_slice(),
+        whole,
+        "every host has a db2"
+    );
+}
+
 crate::on_both_backends!(
     topology_lists_hosts_and_their_databases,
-    topology_pages_and_searches_on_request
+    topology_pages_and_searches_on_request,
+    a_page_of_the_topology_is_that_slice_of_the_whole
 );
