@@ -33,10 +33,14 @@ export class ApiError extends Error {
 let onExpired = () => {};
 export function whenExpired(handler) { onExpired = handler; }
 
-/** One API call; the JSON answer and its headers, or an `ApiError`. */
-export async function call(method, path, body, { form = false, signal, auth = true } = {}) {
+/**
+ * One API call; the JSON answer and its headers, or an `ApiError`. `token` tries a token not
+ * yet kept (a refusal then is the caller's to show, not an expired session).
+ */
+export async function call(method, path, body, { form = false, signal, auth = true, token } = {}) {
   const headers = { Accept: "application/json" };
-  if (auth && session.token) headers.Authorization = `Bearer ${session.token}`;
+  const bearer = token ?? (auth ? session.token : null);
+  if (bearer) headers.Authorization = `Bearer ${bearer}`;
   let payload;
   if (form) {
     headers["Content-Type"] = "application/x-www-form-urlencoded";
@@ -62,7 +66,7 @@ export async function call(method, path, body, { form = false, signal, auth = tr
       data?.message || response.statusText || "The request failed.",
       data?.ref_id || response.headers.get("hs-ref-id") || "",
     );
-    if (response.status === 401 && auth && session.token) {
+    if (response.status === 401 && token === undefined && auth && session.token) {
       session.end();
       onExpired(error);
     }

@@ -32,11 +32,10 @@ export function renderSignIn(main, { reason, onSignedIn }) {
     fill(status, "Checking the token…");
     const pasted = token.value.trim();
     try {
+      await call("GET", "/api/v2/flex/info", undefined, { token: pasted });
       session.start(pasted, "API token");
-      await call("GET", "/api/v2/flex/info");
       onSignedIn();
     } catch (err) {
-      session.end();
       fill(status, errorBox(err));
     }
   } },

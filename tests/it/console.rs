@@ -113,6 +113,15 @@ async fn a_dba_clones_refreshes_and_deletes_through_the_console() {
          {estate:.0} ms after navigation ({reload_bytes} bytes)"
     );
     assert!(bytes > 0 && estate > 0.0, "the figures were measured");
+    // Anything the Content-Security-Policy blocks from here on is counted.
+    browser
+        .script(
+            "window.cspViolations = []; document.addEventListener('securitypolicyviolation', \
+             (e) => window.cspViolations.push(e.violatedDirective + ' ' + e.blockedURI)); \
+             return null",
+        )
+        .await;
+
     let token_kept: String = serde_json::from_value(
         browser
             .script("return sessionStorage.getItem('flex.token') || ''")
@@ -126,7 +135,6 @@ async fn a_dba_clones_refreshes_and_deletes_through_the_console() {
     let local: u64 =
         serde_json::from_value(browser.script("return localStorage.length").await).unwrap();
     assert_eq!(local, 0, "and nowhere that outlives the tab");
-    browser.screenshot("console-estate.png").await;
 
     // Clone sales onto dev-01 through the form: the dry run first, then the task.
     clone_sales_to(&browser, "dev-01", "sales_qa").await;
@@ -152,6 +160,10 @@ async fn a_dba_clones_refreshes_and_deletes_through_the_console() {
     let echo_row = r#"section[data-host="dev-01"] tr[data-db="sales_qa"]"#;
     let lineage = browser.text_of(echo_row, "from src-01").await;
     assert!(lineage.contains("echo DB"), "{lineage}");
+    browser
+        .find(r#"section[data-host="src-01"] li[data-snapshot]"#)
+        .await;
+    browser.screenshot("console-estate.png").await;
 
     // The same name again: the dry run says why it cannot work, with the API's code.
     clone_sales_to(&browser, "dev-01", "sales_qa").await;
@@ -254,6 +266,12 @@ async fn a_dba_clones_refreshes_and_deletes_through_the_console() {
         .await;
     browser.goto(&format!("{base}/ui/#/tasks")).await;
     browser.text_of(".signin .notice", "sign in again").await;
+    let blocked = browser.script("return window.cspViolations").await;
+    assert_eq!(
+        blocked,
+        serde_json::json!([]),
+        "nothing the policy had to block"
+    );
     browser.close().await;
 }
 

@@ -66,6 +66,15 @@ impl Browser {
                 .await
             {
                 Ok(client) => {
+                    // The window holds the browser's own bars: make the page itself 1280×800.
+                    let bars = client
+                        .execute("return window.outerHeight - window.innerHeight", vec![])
+                        .await
+                        .unwrap()
+                        .as_u64()
+                        .unwrap_or(0);
+                    let bars = u32::try_from(bars).unwrap_or(0);
+                    client.set_window_size(1280, 800 + bars).await.unwrap();
                     return Browser {
                         client,
                         _driver: driver,
@@ -168,6 +177,9 @@ impl Browser {
 
     /// A PNG of the viewport, written under `docs/`.
     pub async fn screenshot(&self, name: &str) -> PathBuf {
+        // Notices come and go; the picture is of the page.
+        self.script("document.getElementById('toasts').replaceChildren(); return null")
+            .await;
         let png = self.client.screenshot().await.unwrap();
         assert!(png.starts_with(b"\x89PNG"), "a PNG");
         let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
