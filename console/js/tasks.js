@@ -7,8 +7,10 @@ import { duration, fill, h, toast, when } from "./dom.js";
 const STATES = ["running", "completed", "failed", "aborted"];
 const COMMANDS = ["CreateDBSnapshotCommand", "CreateCloneCommand", "ImportDBSnapshotCommand",
   "ReplaceDBCommand", "DeleteCommand", "DeleteDBSnapshotCommand"];
-const SHOWN = 200;
+const PAGE = 100;
 const filters = { state: "", command_type: "", ref_id: "" };
+/** The `before` cursor of each page seen, the newest page first. */
+const pages = { cursors: [""], at: 0 };
 
 const COMMAND_WORDS = {
   CreateDBSnapshotCommand: "snapshot", CreateCloneCommand: "clone", ImportDBSnapshotCommand: "clone from snapshot",
@@ -35,6 +37,8 @@ export function renderTasks(main) {
   const body = h("div", { id: "tasks-body", "aria-live": "polite" });
   const reload = () => loadList(body);
   const changed = () => {
+    pages.cursors = [""];
+    pages.at = 0;
     filters.state = stateSel.value;
     filters.command_type = commandSel.value;
     filters.ref_id = refInput.value.trim();
@@ -55,6 +59,8 @@ export function renderTasks(main) {
 
 async function loadList(body) {
   const params = new URLSearchParams(Object.entries(filters).filter(([, v]) => v));
+  params.set("limit", String(PAGE));
+  if (pages.cursors[pages.at]) params.set("before", pages.cursors[pages.at]);
   let tasks;
   try {
     tasks = await get(`/api/echo/v1/tasks?${params}`);
@@ -62,12 +68,17 @@ async function loadList(body) {
     if (!(err instanceof ApiError && err.status === 401)) fill(body, errorBox(err));
     return;
   }
-  tasks.sort((a, b) => b.create_ts - a.create_ts || (a.request_id < b.request_id ? 1 : -1));
-  if (!tasks.length) { fill(body, h("p", { class: "muted" }, "No task matches.")); return; }
+  if (tasks.length) pages.cursors[pages.at + 1] = tasks[tasks.length - 1].request_id;
+  const reload = () => loadList(body);
+  const pager = h("nav", { class: "pager", "aria-label": "Pages of tasks" },
+    h("button", { type: "button", disabled: pages.at === 0, onclick: () => { pages.at -= 1; reload(); } }, "← Newer"),
+    h("span", { class: "muted" }, pages.at === 0 ? `The newest ${PAGE} at most` : `Page ${pages.at + 1}`),
+    h("button", { type: "button", disabled: tasks.length < PAGE, onclick: () => { pages.at += 1; reload(); } }, "Older →"));
+  if (!tasks.length) { fill(body, h("p", { class: "muted" }, "No task matches."), pages.at ? pager : null); return; }
   fill(body,
     h("table", { class: "tasks" },
       h("thead", {}, h("tr", {}, ["State", "Command", "Ref id", "Hosts", "Started", "Duration", "Progress"].map((t) => h("th", { scope: "col" }, t)))),
-      h("tbody", {}, tasks.slice(0, SHOWN).map((task) => h("tr", { dataset: { task: task.request_id } },
+      h("tbody", {}, tasks.map((task) => h("tr", { dataset: { task: task.request_id } },
         h("td", {}, badge(task.state)),
         h("td", {}, h("a", { href: `#/tasks/${task.request_id}` }, words(task.command_type))),
         h("td", {}, h("code", {}, task.ref_id)),
@@ -75,7 +86,7 @@ async function loadList(body) {
         h("td", {}, when(task.create_ts)),
         h("td", {}, duration(taskTime(task))),
         h("td", {}, task.progress ? `${task.progress.done}/${task.progress.total} · ${task.progress.step}${task.progress.phase === "undo" ? " (undoing)" : ""}` : "—"))))),
-    tasks.length > SHOWN ? h("p", { class: "muted" }, `The newest ${SHOWN} of ${tasks.length}; narrow the filters to see others.`) : null);
+    pager);
 }
 
 /** How long an application-consistent snapshot kept the databases frozen, when it did. */

@@ -125,7 +125,14 @@ struct TaskListQuery {
     state: Option<String>,
     command_type: Option<String>,
     ref_id: Option<String>,
+    /// Opt-in paging: at most this many, newest first.
+    limit: Option<usize>,
+    /// With `limit`: only tasks created before this one (the last of the previous page).
+    before: Option<String>,
 }
+
+/// The most tasks one page may ask for.
+const MAX_PAGE: usize = 1000;
 
 /// A query value that must be one of an enum's values.
 fn query_value<T: std::str::FromStr<Err = crate::model::UnknownValue>>(
@@ -158,7 +165,25 @@ async fn list_tasks(
         command_type,
         ref_id: query.ref_id,
     };
-    let tasks = state.store.list_tasks(&filter).await?;
+    let tasks = match query.limit {
+        None if query.before.is_some() => {
+            return Err(ApiError::bad_request(
+                "INVALID_QUERY",
+                "query 'before' pages with 'limit'",
+            ));
+        }
+        None => state.store.list_tasks(&filter).await?,
+        Some(limit) if limit == 0 || limit > MAX_PAGE => {
+            return Err(ApiError::bad_request(
+                "INVALID_QUERY",
+                format!("query 'limit' must be 1 to {MAX_PAGE}"),
+            ));
+        }
+        Some(limit) => {
+            let before = query.before.as_deref();
+            state.store.list_tasks_page(&filter, before, limit).await?
+        }
+    };
     Ok(Json(tasks.into_iter().map(TaskView::from).collect()))
 }
 

@@ -158,4 +158,37 @@ impl Store {
         });
         rows.into_iter().map(TaskRecord::try_from).collect()
     }
+
+    /// A page of tasks, newest first: at most `limit` of those created before the task
+    /// `before` (none if it does not exist), or the newest ones without it.
+    pub async fn list_tasks_page(
+        &self,
+        filter: &TaskFilter,
+        before: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<TaskRecord>> {
+        let sql = concat!(
+            "SELECT ",
+            task_select!(),
+            " FROM tasks \
+             WHERE ($1 IS NULL OR state = $1) \
+               AND ($2 IS NULL OR command_type = $2) \
+               AND ($3 IS NULL OR ref_id = $3) \
+               AND ($4 IS NULL OR (create_ts, request_id) < \
+                    (SELECT create_ts, request_id FROM tasks WHERE request_id = $4)) \
+             ORDER BY create_ts DESC, request_id DESC LIMIT $5"
+        );
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows: Vec<TaskRow> = on_reader!(self, |pool| {
+            sqlx::query_as(sql)
+                .bind(filter.state.map(TaskState::as_str))
+                .bind(filter.command_type.map(CommandType::as_str))
+                .bind(&filter.ref_id)
+                .bind(before)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
+        });
+        rows.into_iter().map(TaskRecord::try_from).collect()
+    }
 }

@@ -346,6 +346,10 @@ async fn the_server_matches_openapi_yaml() {
         c.check(&get, &list, c.admin(&get, &filtered)).await;
         let invalid = format!("{list}?state=bogus");
         c.check(&get, &list, c.admin(&get, &invalid)).await;
+        let paged = format!("{list}?limit=1&before=t1");
+        c.check(&get, &list, c.admin(&get, &paged)).await;
+        let unpaged_cursor = format!("{list}?before=t1");
+        c.check(&get, &list, c.admin(&get, &unpaged_cursor)).await;
         c.check(&get, &one, c.admin(&get, &format!("{list}/t1")))
             .await;
         c.check(&get, &one, c.admin(&get, &format!("{list}/none")))

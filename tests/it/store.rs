@@ -238,6 +238,20 @@ async fn tasks_round_trip_and_filter(backend: Backend) {
     };
     assert_eq!(ids(store.list_tasks(&clones_failed).await.unwrap()), ["t3"]);
 
+    // Pages: newest first, each after the last of the one before.
+    let any = TaskFilter::default();
+    let page = |before: Option<&'static str>, limit: usize| {
+        let (store, any) = (&store, &any);
+        async move { ids(store.list_tasks_page(any, before, limit).await.unwrap()) }
+    };
+    assert_eq!(page(None, 2).await, ["t3", "t2"]);
+    assert_eq!(page(Some("t2"), 2).await, ["t1"]);
+    assert_eq!(page(Some("t1"), 2).await, Vec::<String>::new());
+    assert_eq!(page(Some("nope"), 2).await, Vec::<String>::new());
+    assert_eq!(page(None, 10).await, ["t3", "t2", "t1"]);
+    let refs_a = store.list_tasks_page(&by_ref, None, 1).await.unwrap();
+    assert_eq!(ids(refs_a), ["t3"], "filters hold on a page");
+
     let duplicate = store
         .insert_task(&NewTask {
             record: running.clone(),

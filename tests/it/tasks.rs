@@ -149,6 +149,16 @@ async fn task_list_filters(backend: Backend) {
         Vec::<String>::new()
     );
     assert_eq!(query("?unrelated=1").await, ["a1", "a2", "b1"]);
+    // Opt-in pages, newest first (same second here: the request id breaks the tie).
+    assert_eq!(query("?limit=2").await, ["b1", "a2"]);
+    assert_eq!(query("?limit=2&before=a2").await, ["a1"]);
+    assert_eq!(query("?limit=5&ref_id=pipeA").await, ["a2", "a1"]);
+    for bad in ["?limit=0", "?limit=1001", "?before=a2"] {
+        let response = server.get(&format!("/api/echo/v1/tasks{bad}")).await;
+        assert_eq!(response.status(), 400, "{bad}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["code"], "INVALID_QUERY", "{bad}");
+    }
 }
 
 crate::on_both_backends!(tasks_read_on_every_family, task_list_filters);
