@@ -224,6 +224,25 @@ async fn a_dba_clones_refreshes_and_deletes_through_the_console() {
     browser.click("#confirm").await;
     browser.text_of("#task-title", "completed").await;
 
+    // With its echo DB gone, a snapshot of sales can go too.
+    browser.goto(&format!("{base}/ui/#/estate")).await;
+    let snapshots = r#"section[data-host="src-01"] li[data-snapshot]"#;
+    let before = browser
+        .client
+        .find_all(fantoccini::Locator::Css(snapshots))
+        .await
+        .unwrap()
+        .len();
+    assert_eq!(before, 2, "the clone's snapshot and the newer one");
+    browser.click(&format!("{snapshots} button.danger")).await;
+    browser
+        .text_of("#dialog .goes", "volume group snapshots")
+        .await;
+    browser.text_of("#dry-run", "Dry run passed").await;
+    browser.click("#confirm").await;
+    let deleted = browser.text_of("#task-title", "completed").await;
+    assert!(deleted.contains("delete snapshot"), "{deleted}");
+
     // On a slow array, a clone followed step by step, then aborted: its steps are undone.
     let latency = |ms: u64| {
         http.put(format!("{sdp}/emulator/latency"))
@@ -253,7 +272,7 @@ async fn a_dba_clones_refreshes_and_deletes_through_the_console() {
     browser.goto(&format!("{base}/ui/#/tasks")).await;
     let list = browser.text_of("table.tasks", "delete echo DB").await;
     assert!(list.contains("aborted"), "{list}");
-    for command in ["clone", "snapshot", "refresh"] {
+    for command in ["clone", "snapshot", "refresh", "delete snapshot"] {
         assert!(list.contains(command), "{command} is listed: {list}");
     }
     browser.goto(&format!("{base}/ui/#/estate")).await;
