@@ -277,6 +277,8 @@ impl Store {
             Ok(DeleteHostOutcome::Deleted)
         })?;
         if outcome == DeleteHostOutcome::Deleted {
+            // Its agent's token went with it.
+            self.tokens_seen.forget_all();
             self.announce_events();
         }
         Ok(outcome)

@@ -22,6 +22,7 @@ mod ledger;
 mod schedules;
 mod task_ends;
 mod tasks;
+mod token_cache;
 mod tokens;
 mod webhooks;
 
@@ -46,6 +47,7 @@ pub use hosts::{DatabaseRecord, DeleteHostOutcome, HostRecord, NewHost};
 pub use ledger::LedgerEntry;
 pub use schedules::{Cadence, ScheduleRecord};
 pub use tasks::{NewTask, StepPosition, TaskFilter, TaskRecord};
+pub use token_cache::FRESH_FOR as TOKEN_FRESH_FOR;
 pub use tokens::{Role, TokenKind, TokenRecord};
 pub use webhooks::{DeliveryRecord, WebhookRecord};
 
@@ -133,6 +135,8 @@ pub struct Store {
     ended: tokio::sync::broadcast::Sender<String>,
     /// Announces new events (see `events`).
     events: tokio::sync::watch::Sender<u64>,
+    /// Tokens read in the last second (see `token_cache`).
+    tokens_seen: std::sync::Arc<token_cache::TokenCache>,
 }
 
 /// Runs `$body` with `$pool` bound to the reading pool of whichever backend is configured.
@@ -237,6 +241,7 @@ impl Store {
             backend,
             ended: task_ends::channel(),
             events: events::channel(),
+            tokens_seen: std::sync::Arc::default(),
         })
     }
 

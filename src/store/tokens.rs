@@ -123,17 +123,21 @@ pub(super) use insert_token_on;
 
 impl Store {
     pub async fn insert_token(&self, token: &TokenRecord) -> StoreResult<()> {
-        in_write_tx!(self, |tx| Ok(insert_token_on!(&mut *tx, token)?))
+        let inserted = in_write_tx!(self, |tx| Ok(insert_token_on!(&mut *tx, token)?));
+        self.tokens_seen.forget_all();
+        inserted
     }
 
     /// Stores `token` as the administrator token, replacing any earlier one.
     pub async fn replace_admin_token(&self, token: &TokenRecord) -> StoreResult<()> {
-        in_write_tx!(self, |tx| {
+        let replaced = in_write_tx!(self, |tx| {
             sqlx::query("DELETE FROM tokens WHERE kind = 'admin'")
                 .execute(&mut *tx)
                 .await?;
             Ok(insert_token_on!(&mut *tx, token)?)
-        })
+        });
+        self.tokens_seen.forget_all();
+        replaced
     }
 
     pub async fn has_admin_token(&self) -> StoreResult<bool> {
@@ -145,12 +149,22 @@ impl Store {
         Ok(count > 0)
     }
 
+    /// The token with this id: from memory when this replica read it within the last second
+    /// and wrote no token since (`token_cache`), else from the database.
     pub async fn find_token(&self, id: &str) -> StoreResult<Option<TokenRecord>> {
+        if let Some(seen) = self.tokens_seen.get(id) {
+            return Ok(Some(seen));
+        }
+        let generation = self.tokens_seen.generation();
         let sql = concat!("SELECT ", token_columns!(), " FROM tokens WHERE id = $1");
         let row: Option<TokenRow> = on_reader!(self, |pool| {
             sqlx::query_as(sql).bind(id).fetch_optional(pool).await?
         });
-        row.map(TokenRecord::try_from).transpose()
+        let record = row.map(TokenRecord::try_from).transpose()?;
+        if let Some(record) = &record {
+            self.tokens_seen.keep(id, record, generation);
+        }
+        Ok(record)
     }
 
     pub async fn list_app_tokens(&self) -> StoreResult<Vec<TokenRecord>> {
@@ -166,20 +180,22 @@ impl Store {
 
     /// Revokes an app token. Returns false when there was none with that id.
     pub async fn delete_app_token(&self, id: &str) -> StoreResult<bool> {
-        in_write_tx!(self, |tx| {
+        let deleted = in_write_tx!(self, |tx| {
             let deleted = sqlx::query("DELETE FROM tokens WHERE id = $1 AND kind = 'app'")
                 .bind(id)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
             Ok(deleted > 0)
-        })
+        });
+        self.tokens_seen.forget_all();
+        deleted
     }
 
     /// Drops login sessions that have expired; called opportunistically at login.
     pub async fn purge_expired_sessions(&self) -> StoreResult<u64> {
         let now = now_ts();
-        in_write_tx!(self, |tx| {
+        let purged = in_write_tx!(self, |tx| {
             let purged = sqlx::query(
                 "DELETE FROM tokens WHERE kind = 'session' AND expire_ts IS NOT NULL \
                  AND expire_ts <= $1",
@@ -189,6 +205,8 @@ impl Store {
             .await?
             .rows_affected();
             Ok(purged)
-        })
+        });
+        self.tokens_seen.forget_all();
+        purged
     }
 }

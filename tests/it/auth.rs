@@ -256,6 +256,9 @@ async fn unregistering_a_host_revokes_its_token(backend: Backend) {
         .send()
         .await
         .unwrap();
+    // A store of its own is another replica, which may trust what it read for a second
+    // (`a_token_revoked_on_one_replica_…`); one that never read the token has nothing to trust.
+    let store = server.db.store().await;
     assert!(
         flex::auth::authenticate(&store, &token)
             .await
@@ -284,3 +287,57 @@ crate::on_both_backends!(
     app_tokens_are_created_listed_used_and_revoked,
     unregistering_a_host_revokes_its_token,
 );
+
+/// Replicas keep verified tokens for a second: the replica that revokes a token refuses it at
+/// once, another one within that second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_revoked_on_one_replica_stops_on_the_other_within_a_second() {
+    let first = TestServer::start(Backend::Postgres).await;
+    let mut config = flex::Config::new(first.db.url.clone());
+    config.admin_token = Some(crate::support::ADMIN_TOKEN.into());
+    config.instance_id = "replica-2".into();
+    let second = TestServer::start_on(first.db.share(), config).await;
+    let created = first
+        .create_app_token(json!({"app_name": "pipeline", "role": "viewer"}))
+        .await;
+    let (id, token) = (
+        created["id"].as_str().unwrap(),
+        created["token"].as_str().unwrap(),
+    );
+    let read = |server: &TestServer| {
+        server
+            .client
+            .get(server.url("/api/v2/flex/info"))
+            .bearer_auth(token)
+            .send()
+    };
+    // Both replicas have just verified it (and keep it).
+    for _ in 0..3 {
+        assert_eq!(read(&first).await.unwrap().status(), 200);
+        assert_eq!(read(&second).await.unwrap().status(), 200);
+    }
+    let revoked = first
+        .admin(Method::DELETE, &format!("/api/v2/flex_app_tokens/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 204);
+    assert_eq!(read(&first).await.unwrap().status(), 401, "at once here");
+    let revoked_at = std::time::Instant::now();
+    while read(&second).await.unwrap().status() != 401 {
+        assert!(
+            revoked_at.elapsed() < std::time::Duration::from_secs(3),
+            "the other replica still honours a token revoked {:?} ago",
+            revoked_at.elapsed()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let honoured_for = revoked_at.elapsed();
+    assert!(
+        honoured_for <= flex::store::TOKEN_FRESH_FOR + std::time::Duration::from_millis(500),
+        "honoured for {honoured_for:?} after its revocation"
+    );
+    // And for good.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(read(&second).await.unwrap().status(), 401);
+}
