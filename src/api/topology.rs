@@ -14,15 +14,15 @@ use axum::{
 };
 use serde::{Deserialize, Serialize};
 
-/// How many hosts match the search, whatever the page holds.
-static TOTAL_COUNT: header::HeaderName = header::HeaderName::from_static("x-total-count");
-
 use super::{AppState, error::ApiError, extract::QueryParams, hosts::with_detached};
 use crate::{
     clock::now_ts,
     model::{ConsistencyLevel, FileKind, Lifecycle, SdpHostName, SourceDb, serial_for_path},
     store::{DatabaseRecord, DbSnapshotRecord, EchoDbRecord, HostRecord, Store},
 };
+
+/// How many hosts match the search, whatever the page holds.
+static TOTAL_COUNT: header::HeaderName = header::HeaderName::from_static("x-total-count");
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/topology", get(topology))

@@ -385,7 +385,6 @@ impl Store {
         row.map(DatabaseRecord::try_from).transpose()
     }
 
-    /// Every database of every host, in one query (topology joins them in memory).
     /// Every database's host and name, and nothing else: what a search by name reads.
     pub async fn list_database_names(&self) -> StoreResult<Vec<(String, String)>> {
         let sql = "SELECT host_id, name FROM databases ORDER BY host_id, name, db_id";
@@ -394,6 +393,7 @@ impl Store {
         Ok(rows)
     }
 
+    /// Every database of every host, in one query (topology joins them in memory).
     pub async fn list_all_databases(&self) -> StoreResult<Vec<DatabaseRecord>> {
         let sql = concat!(
             "SELECT ",
