@@ -55,11 +55,12 @@ async function connect() {
   try {
     const response = await fetch("/api/echo/v1/events", { headers, signal: mine.signal });
     if (!response.ok || !response.body) throw new Error(`event stream: ${response.status}`);
+    const wasDown = state === "polling";
     show("live");
     backoff = 2000;
     clearTimeout(pollTimer);
-    // Whatever changed while the stream was down.
-    emit(null);
+    // Whatever changed while the stream was down (a first connection has missed nothing).
+    if (wasDown) emit(null);
     await read(response.body);
     throw new Error("event stream ended");
   } catch (err) {
