@@ -115,6 +115,15 @@ macro_rules! task_select {
 }
 pub(super) use task_select;
 
+/// A [`TaskFilter`] as SQL: `$1` state, `$2` command type, `$3` ref id, each absent (NULL)
+/// matching everything, which keeps one SQL text for every combination.
+macro_rules! task_filters {
+    () => {
+        "($1 IS NULL OR state = $1) AND ($2 IS NULL OR command_type = $2) \
+         AND ($3 IS NULL OR ref_id = $3)"
+    };
+}
+
 impl Store {
     /// Stores a task unconditionally (see [`Store::create_task`] for the conditional kinds).
     pub async fn insert_task(&self, task: &NewTask) -> StoreResult<()> {
@@ -136,17 +145,14 @@ impl Store {
         row.map(TaskRecord::try_from).transpose()
     }
 
-    /// Tasks oldest first. Absent filters match everything (`$n IS NULL OR …`), which keeps one
-    /// SQL text for every combination.
+    /// Tasks oldest first, as `filter` (`task_filters!`) asks.
     pub async fn list_tasks(&self, filter: &TaskFilter) -> StoreResult<Vec<TaskRecord>> {
         let sql = concat!(
             "SELECT ",
             task_select!(),
-            " FROM tasks \
-             WHERE ($1 IS NULL OR state = $1) \
-               AND ($2 IS NULL OR command_type = $2) \
-               AND ($3 IS NULL OR ref_id = $3) \
-             ORDER BY create_ts, request_id"
+            " FROM tasks WHERE ",
+            task_filters!(),
+            " ORDER BY create_ts, request_id"
         );
         let rows: Vec<TaskRow> = on_reader!(self, |pool| {
             sqlx::query_as(sql)
@@ -170,12 +176,10 @@ impl Store {
         let sql = concat!(
             "SELECT ",
             task_select!(),
-            " FROM tasks \
-             WHERE ($1 IS NULL OR state = $1) \
-               AND ($2 IS NULL OR command_type = $2) \
-               AND ($3 IS NULL OR ref_id = $3) \
-               AND ($4 IS NULL OR (create_ts, request_id) < \
-                    (SELECT create_ts, request_id FROM tasks WHERE request_id = $4)) \
+            " FROM tasks WHERE ",
+            task_filters!(),
+            " AND ($4 IS NULL OR (create_ts, request_id) < \
+                  (SELECT create_ts, request_id FROM tasks WHERE request_id = $4)) \
              ORDER BY create_ts DESC, request_id DESC LIMIT $5"
         );
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
