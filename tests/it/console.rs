@@ -227,6 +227,8 @@ async fn a_dba_clones_refreshes_and_deletes_through_the_console() {
     // With its echo DB gone, a snapshot of sales can go too.
     browser.goto(&format!("{base}/ui/#/estate")).await;
     let snapshots = r#"section[data-host="src-01"] li[data-snapshot]"#;
+    // The estate draws all of a host at once: once one snapshot shows, both do.
+    browser.find(snapshots).await;
     let before = browser
         .client
         .find_all(fantoccini::Locator::Css(snapshots))

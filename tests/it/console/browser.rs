@@ -175,17 +175,23 @@ impl Browser {
         }
     }
 
-    /// A PNG of the viewport, written under `docs/`.
+    /// A PNG of the viewport, written under `target/console-screenshots/`, and over the one in
+    /// `docs/` (which the README shows) with `FLEX_UPDATE_SCREENSHOTS=1`, so that a test run
+    /// leaves the checkout as it was.
     pub async fn screenshot(&self, name: &str) -> PathBuf {
         // Notices come and go; the picture is of the page.
         self.script("document.getElementById('toasts').replaceChildren(); return null")
             .await;
         let png = self.client.screenshot().await.unwrap();
         assert!(png.starts_with(b"\x89PNG"), "a PNG");
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("docs")
-            .join(name);
-        std::fs::write(&path, png).unwrap();
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let folder = root.join("target").join("console-screenshots");
+        std::fs::create_dir_all(&folder).unwrap();
+        let path = folder.join(name);
+        std::fs::write(&path, &png).unwrap();
+        if std::env::var("FLEX_UPDATE_SCREENSHOTS").is_ok_and(|v| v == "1") {
+            std::fs::write(root.join("docs").join(name), &png).unwrap();
+        }
         path
     }
 
