@@ -127,12 +127,15 @@ struct TaskListQuery {
     ref_id: Option<String>,
     /// Opt-in paging: at most this many, newest first.
     limit: Option<usize>,
-    /// With `limit`: only tasks created before this one (the last of the previous page).
+    /// Only tasks created before this one (the last of the previous page); pages by 100
+    /// without `limit`.
     before: Option<String>,
 }
 
 /// The most tasks one page may ask for.
 const MAX_PAGE: usize = 1000;
+/// A page's size when `before` comes without `limit`.
+const DEFAULT_PAGE: usize = 100;
 
 /// A query value that must be one of an enum's values.
 fn query_value<T: std::str::FromStr<Err = crate::model::UnknownValue>>(
@@ -153,6 +156,15 @@ async fn list_tasks(
     QueryParams(query): QueryParams<TaskListQuery>,
 ) -> Result<Json<Vec<TaskView>>, ApiError> {
     let wanted_state = query_value("state", query.state.as_deref())?;
+    if query
+        .limit
+        .is_some_and(|limit| limit == 0 || limit > MAX_PAGE)
+    {
+        return Err(ApiError::bad_request(
+            "INVALID_QUERY",
+            format!("query 'limit' must be 1 to {MAX_PAGE}"),
+        ));
+    }
     // A command type no task can have matches nothing: other systems' tasks carry types
     // this Flex has never heard of, and asking for them is not an error.
     let command_type = match query.command_type.as_deref().map(str::parse::<CommandType>) {
@@ -165,22 +177,12 @@ async fn list_tasks(
         command_type,
         ref_id: query.ref_id,
     };
-    let tasks = match query.limit {
-        None if query.before.is_some() => {
-            return Err(ApiError::bad_request(
-                "INVALID_QUERY",
-                "query 'before' pages with 'limit'",
-            ));
-        }
+    // A cursor alone asks for a page too, of the default size; an empty one is no cursor.
+    let before = query.before.filter(|before| !before.is_empty());
+    let tasks = match query.limit.or(before.is_some().then_some(DEFAULT_PAGE)) {
         None => state.store.list_tasks(&filter).await?,
-        Some(limit) if limit == 0 || limit > MAX_PAGE => {
-            return Err(ApiError::bad_request(
-                "INVALID_QUERY",
-                format!("query 'limit' must be 1 to {MAX_PAGE}"),
-            ));
-        }
         Some(limit) => {
-            let before = query.before.as_deref();
+            let before = before.as_deref();
             state.store.list_tasks_page(&filter, before, limit).await?
         }
     };

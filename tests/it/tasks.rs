@@ -153,7 +153,23 @@ async fn task_list_filters(backend: Backend) {
     assert_eq!(query("?limit=2").await, ["b1", "a2"]);
     assert_eq!(query("?limit=2&before=a2").await, ["a1"]);
     assert_eq!(query("?limit=5&ref_id=pipeA").await, ["a2", "a1"]);
-    for bad in ["?limit=0", "?limit=1001", "?before=a2"] {
+    assert_eq!(
+        query("?before=b1").await,
+        ["a2", "a1"],
+        "a cursor alone pages too"
+    );
+    assert_eq!(
+        query("?before=").await,
+        ["a1", "a2", "b1"],
+        "an empty one is none"
+    );
+    let out_of_range = "?limit=1001&command_type=NotAFlexCommand";
+    for bad in [
+        "?limit=0",
+        "?limit=1001",
+        "?limit=x&before=a2",
+        out_of_range,
+    ] {
         let response = server.get(&format!("/api/echo/v1/tasks{bad}")).await;
         assert_eq!(response.status(), 400, "{bad}");
         let body: Value = response.json().await.unwrap();
