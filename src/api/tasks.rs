@@ -14,7 +14,7 @@ use tokio::sync::broadcast::error::RecvError;
 use super::{
     AppState,
     error::ApiError,
-    extract::{PathParams, QueryParams},
+    extract::{PathParams, QueryParams, limit_param},
 };
 use crate::{
     model::{CommandType, Phase, TaskState},
@@ -126,16 +126,16 @@ struct TaskListQuery {
     command_type: Option<String>,
     ref_id: Option<String>,
     /// Opt-in paging: at most this many, newest first.
-    limit: Option<usize>,
+    limit: Option<i64>,
     /// Only tasks created before this one (the last of the previous page); pages by 100
     /// without `limit`.
     before: Option<String>,
 }
 
 /// The most tasks one page may ask for.
-const MAX_PAGE: usize = 1000;
+const MAX_PAGE: i64 = 1000;
 /// A page's size when `before` comes without `limit`.
-const DEFAULT_PAGE: usize = 100;
+const DEFAULT_PAGE: i64 = 100;
 
 /// A query value that must be one of an enum's values.
 fn query_value<T: std::str::FromStr<Err = crate::model::UnknownValue>>(
@@ -156,15 +156,12 @@ async fn list_tasks(
     QueryParams(query): QueryParams<TaskListQuery>,
 ) -> Result<Json<Vec<TaskView>>, ApiError> {
     let wanted_state = query_value("state", query.state.as_deref())?;
-    if query
-        .limit
-        .is_some_and(|limit| limit == 0 || limit > MAX_PAGE)
-    {
-        return Err(ApiError::bad_request(
-            "INVALID_QUERY",
-            format!("query 'limit' must be 1 to {MAX_PAGE}"),
-        ));
-    }
+    // A cursor alone asks for a page too, of the default size; an empty one is no cursor.
+    let before = query.before.filter(|before| !before.is_empty());
+    let limit = match (query.limit, &before) {
+        (None, None) => None,
+        (given, _) => Some(limit_param(given, DEFAULT_PAGE, MAX_PAGE)?),
+    };
     // A command type no task can have matches nothing: other systems' tasks carry types
     // this Flex has never heard of, and asking for them is not an error.
     let command_type = match query.command_type.as_deref().map(str::parse::<CommandType>) {
@@ -177,11 +174,10 @@ async fn list_tasks(
         command_type,
         ref_id: query.ref_id,
     };
-    // A cursor alone asks for a page too, of the default size; an empty one is no cursor.
-    let before = query.before.filter(|before| !before.is_empty());
-    let tasks = match query.limit.or(before.is_some().then_some(DEFAULT_PAGE)) {
+    let tasks = match limit {
         None => state.store.list_tasks(&filter).await?,
         Some(limit) => {
+            let limit = usize::try_from(limit).expect("checked: 1 to 1000");
             let before = before.as_deref();
             state.store.list_tasks_page(&filter, before, limit).await?
         }

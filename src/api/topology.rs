@@ -14,7 +14,12 @@ use axum::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{AppState, error::ApiError, extract::QueryParams, hosts::with_detached};
+use super::{
+    AppState,
+    error::ApiError,
+    extract::{QueryParams, limit_param},
+    hosts::with_detached,
+};
 use crate::{
     clock::now_ts,
     model::{ConsistencyLevel, FileKind, Lifecycle, SdpHostName, SourceDb, serial_for_path},
@@ -206,31 +211,27 @@ struct TopologyQuery {
     q: Option<String>,
     /// Only hosts whose id sorts after this one: the last id of the previous page.
     after: Option<String>,
-    limit: Option<usize>,
+    limit: Option<i64>,
 }
 
 /// The most hosts one page may ask for.
-const MAX_PAGE: usize = 1000;
+const MAX_PAGE: i64 = 1000;
 
 async fn topology(
     State(state): State<AppState>,
     QueryParams(query): QueryParams<TopologyQuery>,
 ) -> Result<Response, ApiError> {
-    if query
+    let limit = query
         .limit
-        .is_some_and(|limit| limit == 0 || limit > MAX_PAGE)
-    {
-        return Err(ApiError::bad_request(
-            "INVALID_QUERY",
-            format!("query 'limit' must be 1 to {MAX_PAGE}"),
-        ));
-    }
+        .map(|given| limit_param(Some(given), given, MAX_PAGE))
+        .transpose()?
+        .map(|limit| usize::try_from(limit).expect("checked: 1 to 1000"));
     let hosts = state.store.list_hosts().await?;
     let echo_dbs = state.store.list_echo_dbs().await?;
-    let (page, total) = page_of(&state.store, &hosts, &echo_dbs, &query).await?;
+    let (page, total) = page_of(&state.store, &hosts, &echo_dbs, &query, limit).await?;
     // The whole estate is read in one query per table; a page only its own hosts' rows, so
     // a page of a thousand-host estate costs its hosts, not the estate.
-    let (inventory, snapshots) = if query.limit.is_some() {
+    let (inventory, snapshots) = if limit.is_some() {
         let (mut inventory, mut snapshots) = (Vec::new(), Vec::new());
         for host in &page {
             inventory.extend(state.store.list_databases(&host.host_id).await?);
@@ -291,6 +292,7 @@ async fn page_of<'h>(
     hosts: &'h [HostRecord],
     echo_dbs: &[EchoDbRecord],
     query: &TopologyQuery,
+    limit: Option<usize>,
 ) -> Result<(Vec<&'h HostRecord>, usize), ApiError> {
     let needle = query
         .q
@@ -330,7 +332,7 @@ async fn page_of<'h>(
                 .as_deref()
                 .is_none_or(|after| host.host_id.as_str() > after)
         })
-        .take(query.limit.unwrap_or(usize::MAX))
+        .take(limit.unwrap_or(usize::MAX))
         .collect();
     Ok((page, total))
 }

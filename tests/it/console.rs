@@ -7,7 +7,6 @@ mod browser;
 use std::{
     io::{BufRead, BufReader},
     process::{Command, Stdio},
-    time::Duration,
 };
 
 use reqwest::StatusCode;
@@ -347,5 +346,4 @@ async fn the_console_pages_a_thousand_hosts() {
     browser.text_of("#estate-count", "Hosts 1–1 of 1").await;
     browser.find(r#"section[data-host="host0999"]"#).await;
     browser.close().await;
-    tokio::time::sleep(Duration::from_millis(10)).await;
 }
