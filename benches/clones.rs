@@ -79,6 +79,8 @@ async fn run(clones: usize, latency_ms: u64, hosts: usize, workers: usize) {
         .unwrap();
     assert!(latency.status().is_success());
     let idle_kib = memory_kib(pid, "VmRSS:");
+    let calls_before: u64 = sdp.calls().values().sum();
+    let log_before = sdp.call_log().len();
 
     let started = Instant::now();
     let created: Vec<String> = stream::iter(0..clones)
@@ -154,6 +156,16 @@ async fn run(clones: usize, latency_ms: u64, hosts: usize, workers: usize) {
         }
     }
     durations.sort_by(f64::total_cmp);
+    let sdp_calls = sdp.calls().values().sum::<u64>() - calls_before;
+    println!(
+        "  SDP calls: {sdp_calls} in all, {:.1} per clone",
+        sdp_calls as f64 / clones as f64
+    );
+    if clones == 1 {
+        let log = sdp.call_log();
+        let steps = store.task_steps(&created[0]).await.unwrap();
+        round_trips_per_step(&log[log_before..], &steps, latency_ms);
+    }
     let array = sdp.snapshot_state();
     let thin_clones = array.volumes.values().filter(|v| v.is_thin_clone).count();
     let live = store.ledger_live().await.unwrap();
@@ -187,6 +199,78 @@ async fn run(clones: usize, latency_ms: u64, hosts: usize, workers: usize) {
     }
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The fewest sequential SDP round trips each step of a clone needs (crash-consistent, one
+/// destination whose SDP host object is new), as the workflow is designed:
+/// - the source's volumes come from its inventory's join, and the array's id is known;
+/// - one snapshot per volume group, all at once;
+/// - the host object: look up the initiator and the name together, create the host, then its
+///   initiator (each needs the one before); 1 when the object exists;
+/// - a thin clone is created, then listed before it can be mapped (all volumes at once);
+/// - every mapping at once;
+/// - the rescan asks the host's own disks, not the array;
+/// - the attach's new inventory is joined: the clones' serials and the initiator together, then
+///   the initiator's host object.
+const CLONE_MINIMUM: &[(&str, usize)] = &[
+    ("resolve_source_volumes", 0),
+    ("snapshot_volume_groups", 1),
+    ("record_db_snapshot", 0),
+    ("ensure_sdp_hosts", 3),
+    ("clone_volumes", 2),
+    ("map_clones", 1),
+    ("rescan_disks", 0),
+    ("attach_databases", 2),
+];
+
+/// Prints, per step of the one clone, its time, its SDP calls and how many of them were in a
+/// row (calls that arrive within half the latency of each other went out together).
+fn round_trips_per_step(
+    log: &[flex::emulators::sdp::CallRecord],
+    steps: &[flex::store::StepLogEntry],
+    latency_ms: u64,
+) {
+    let together_within = i64::try_from(latency_ms / 2).unwrap_or(i64::MAX).max(1);
+    println!(
+        "  {:<24} {:>8} {:>6} {:>12} {:>8}",
+        "step", "took ms", "calls", "round trips", "minimum"
+    );
+    let (mut total_calls, mut total_trips, mut total_minimum) = (0, 0, 0);
+    for step in steps {
+        let mut arrivals: Vec<i64> = log
+            .iter()
+            .filter(|call| step.started_ms <= call.at_ms && call.at_ms <= step.finished_ms)
+            .map(|call| call.at_ms)
+            .collect();
+        arrivals.sort_unstable();
+        let mut trips = 0;
+        let mut batch_start = None;
+        for at in &arrivals {
+            if batch_start.is_none_or(|start| at - start >= together_within) {
+                trips += 1;
+                batch_start = Some(*at);
+            }
+        }
+        let minimum = CLONE_MINIMUM
+            .iter()
+            .find(|(name, _)| *name == step.name)
+            .map_or(0, |(_, minimum)| *minimum);
+        total_calls += arrivals.len();
+        total_trips += trips;
+        total_minimum += minimum;
+        println!(
+            "  {:<24} {:>8} {:>6} {:>12} {:>8}",
+            step.name,
+            step.finished_ms - step.started_ms,
+            arrivals.len(),
+            trips,
+            minimum
+        );
+    }
+    println!(
+        "  {:<24} {:>8} {total_calls:>6} {total_trips:>12} {total_minimum:>8}",
+        "all steps", ""
+    );
 }
 
 fn main() {

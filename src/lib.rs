@@ -50,13 +50,16 @@ pub enum FlexError {
 async fn connect_sdp(config: &sdp::SdpConfig) -> Result<sdp::SdpClient, FlexError> {
     let client = sdp::SdpClient::new(config)?;
     match client.system_state().await {
-        Ok(state) => tracing::info!(
+        Ok(state) => {
+            client.remember_system_id(&state.system_id);
+            tracing::info!(
             url = %config.url,
             system_id = %state.system_id,
             version = %state.system_version,
             state = %state.state,
             "SDP reachable"
-        ),
+            );
+        }
         Err(err) => tracing::warn!(url = %config.url, error = %err, "SDP not reachable at start"),
     }
     Ok(client)

@@ -9,6 +9,7 @@ use tokio::sync::{Notify, mpsc};
 
 use super::{
     AgentHub, OUTBOX_DEPTH, encode,
+    ingest::Ingest,
     protocol::{AgentMessage, FlexMessage, Hello, InventoryDatabase, PROTOCOL_VERSION},
 };
 use crate::{
@@ -27,6 +28,14 @@ fn error_message(code: &str, message: impl Into<String>) -> String {
         code: code.to_owned(),
         message: message.into(),
     })
+}
+
+/// What an agent is told when its message could not be stored.
+pub(super) fn unavailable() -> String {
+    error_message(
+        "UNAVAILABLE",
+        "the message could not be stored; send it again",
+    )
 }
 
 fn text(json: String) -> Message {
@@ -110,7 +119,7 @@ pub async fn serve_socket(hub: AgentHub, host_id: String, token_id: String, mut 
         Ok(count) => tracing::info!(%host_id, count, "re-delivered unanswered commands"),
         Err(err) => tracing::warn!(%host_id, error = %err, "cannot re-deliver commands"),
     }
-    drop(sender);
+    let ingest = Ingest::new(hub.clone(), &host_id, sender);
 
     let silence = i64::try_from(hub.silence().as_secs()).unwrap_or(i64::MAX);
     let mut last_heard = now_ts();
@@ -134,7 +143,7 @@ pub async fn serve_socket(hub: AgentHub, host_id: String, token_id: String, mut 
                     let _ = store.touch_agent(&host_id, &instance).await;
                 }
                 let answer = match frame {
-                    Message::Text(body) => handle_text(&hub, &host_id, &body).await,
+                    Message::Text(body) => handle_text(&ingest, &host_id, &body).await,
                     Message::Close(_) => break,
                     Message::Binary(_) => Some(error_message(
                         "BAD_MESSAGE",
@@ -209,7 +218,7 @@ fn database_records(host_id: &str, databases: &[InventoryDatabase]) -> Vec<Datab
 }
 
 /// Handles one text message; returns what to answer, if anything.
-async fn handle_text(hub: &AgentHub, host_id: &str, body: &str) -> Option<String> {
+async fn handle_text(ingest: &Ingest, host_id: &str, body: &str) -> Option<String> {
     let message = match serde_json::from_str::<AgentMessage>(body) {
         Ok(message) => message,
         Err(err) => {
@@ -236,21 +245,16 @@ async fn handle_text(hub: &AgentHub, host_id: &str, body: &str) -> Option<String
                     "database ids must be unique",
                 ));
             }
-            let records = database_records(host_id, &databases);
-            hub.store_inventory(host_id, records)
-                .await
-                .map(|count| tracing::info!(%host_id, databases = count, "inventory replaced"))
+            ingest.inventory(database_records(host_id, &databases));
+            Ok(())
         }
-        AgentMessage::Reply(reply) => hub.accept_reply(host_id, &reply).await,
+        AgentMessage::Reply(reply) => ingest.reply(reply).await,
     };
     match outcome {
         Ok(()) => None,
         Err(err) => {
             tracing::warn!(%host_id, error = %err, "agent message not stored");
-            Some(error_message(
-                "UNAVAILABLE",
-                "the message could not be stored; send it again",
-            ))
+            Some(unavailable())
         }
     }
 }

@@ -36,16 +36,19 @@ pub async fn join_to_sdp(
         .collect();
     serials.sort();
     serials.dedup();
-    let volumes = sdp.find_volumes_by_serials(&serials).await?;
-    let group_names: HashMap<u64, String> = if volumes.is_empty() {
-        HashMap::new()
-    } else {
-        sdp.list_volume_groups()
-            .await?
-            .into_iter()
-            .map(|vg| (vg.id, vg.name))
-            .collect()
+    // Independent lookups go out together: one round trip of the array's latency, not two.
+    let host_lookup = async {
+        if joined.iqn.is_empty() {
+            Ok(None)
+        } else {
+            sdp.find_host_by_iqn(joined.iqn).await
+        }
     };
+    let (volumes, host) = tokio::try_join!(sdp.find_volumes_by_serials(&serials), host_lookup)?;
+    let mut group_ids: Vec<u64> = volumes.iter().filter_map(|v| v.volume_group.id()).collect();
+    group_ids.sort_unstable();
+    group_ids.dedup();
+    let group_names = sdp.volume_group_names(&group_ids).await?;
     let by_serial: HashMap<&str, &Volume> =
         volumes.iter().map(|v| (v.scsi_sn.as_str(), v)).collect();
     for record in records.iter_mut() {
@@ -67,11 +70,6 @@ pub async fn join_to_sdp(
             });
         }
     }
-    let host = if joined.iqn.is_empty() {
-        None
-    } else {
-        sdp.find_host_by_iqn(joined.iqn).await?
-    };
     let on_this_sdp = records
         .iter()
         .flat_map(|db| &db.files)

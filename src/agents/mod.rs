@@ -8,6 +8,7 @@
 //! wakes the waiter. A reconnecting agent is given every command still waiting for a reply.
 
 mod connection;
+mod ingest;
 mod inventory;
 pub mod protocol;
 
@@ -113,8 +114,6 @@ struct HubInner {
     store: Store,
     /// Joins inventories to the array's volumes, when an SDP is configured.
     sdp: Option<crate::sdp::SdpClient>,
-    /// The array's id, asked once: it never changes, and every inventory join needs it.
-    sdp_id: tokio::sync::OnceCell<String>,
     instance_id: String,
     heartbeat: Duration,
     silence: Duration,
@@ -152,7 +151,6 @@ impl AgentHub {
             inner: Arc::new(HubInner {
                 store,
                 sdp: None,
-                sdp_id: tokio::sync::OnceCell::new(),
                 instance_id: instance_id.to_owned(),
                 heartbeat,
                 silence,
@@ -195,13 +193,10 @@ impl AgentHub {
                 name: if name.is_empty() { host_id } else { &name },
                 iqn: &iqn,
             };
-            let joined = match self
-                .inner
-                .sdp_id
-                .get_or_try_init(|| async { Ok(sdp.system_state().await?.system_id) })
-                .await
-            {
-                Ok(sdp_id) => inventory::join_to_sdp(sdp, sdp_id, &joined_host, &mut records).await,
+            let joined = match sdp.system_id().await {
+                Ok(sdp_id) => {
+                    inventory::join_to_sdp(sdp, &sdp_id, &joined_host, &mut records).await
+                }
                 Err(err) => Err(err),
             };
             match joined {

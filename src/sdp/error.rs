@@ -29,6 +29,10 @@ pub enum SdpError {
     /// timed out): look the object up before creating it again.
     #[error("SDP outcome unknown on {call}: {message}")]
     Ambiguous { call: String, message: String },
+    /// A create refused because the name is taken: by an earlier attempt whose answer was
+    /// lost, or by a task creating the same shared object at the same moment. Look it up.
+    #[error("SDP refused {call}: {message} (the name is taken)")]
+    NameTaken { call: String, message: String },
     /// The client cannot be built from its configuration.
     #[error("SDP client configuration: {0}")]
     Config(String),
@@ -46,12 +50,20 @@ impl SdpError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            SdpError::Transient { .. } | SdpError::Ambiguous { .. }
+            SdpError::Transient { .. } | SdpError::Ambiguous { .. } | SdpError::NameTaken { .. }
         )
     }
 
     pub fn may_have_happened(&self) -> bool {
-        matches!(self, SdpError::Ambiguous { .. })
+        matches!(
+            self,
+            SdpError::Ambiguous { .. } | SdpError::NameTaken { .. }
+        )
+    }
+
+    /// The create found its name taken: what to create is to be looked up instead.
+    pub fn is_name_taken(&self) -> bool {
+        matches!(self, SdpError::NameTaken { .. })
     }
 
     /// How `/metrics` labels a call that ended in this error.
@@ -60,6 +72,7 @@ impl SdpError {
             _ if self.is_not_found() => "not_found",
             SdpError::Transient { .. } => "transient",
             SdpError::Ambiguous { .. } => "ambiguous",
+            SdpError::NameTaken { .. } => "name_taken",
             SdpError::Permanent { .. } => "refused",
             SdpError::Config(_) => "config",
         }
@@ -122,7 +135,7 @@ impl SdpError {
             // creating the same shared object (a destination's SDP host) at the same moment.
             // Either way, look it up instead of creating it.
             409 if *method == Method::POST && code.as_deref() == Some("MC_ERR_OBJECT_EXISTS") => {
-                SdpError::Ambiguous { call, message }
+                SdpError::NameTaken { call, message }
             }
             429 | 500..=599 => SdpError::Transient {
                 call,
@@ -205,7 +218,7 @@ mod tests {
                 409,
                 r#"{"error_code":"MC_ERR_OBJECT_EXISTS"}"#
             )
-            .may_have_happened()
+            .is_name_taken()
         );
     }
 }

@@ -8,6 +8,7 @@
 
 mod config;
 mod error;
+mod facts;
 mod types;
 
 use std::{
@@ -46,6 +47,8 @@ pub struct SdpClient {
     ref_id: Option<Arc<str>>,
     /// Where each call's duration and outcome go (`/metrics`).
     metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// What the array never changes, asked once (shared by every clone of this client).
+    facts: Arc<facts::ArrayFacts>,
 }
 
 impl std::fmt::Debug for SdpClient {
@@ -103,6 +106,7 @@ impl SdpClient {
             password: config.password.as_str().into(),
             ref_id: None,
             metrics: None,
+            facts: Arc::default(),
         })
     }
 
@@ -518,6 +522,10 @@ impl SdpClient {
             .await
     }
 
+    pub async fn get_host(&self, id: u64) -> Result<Option<Host>, SdpError> {
+        self.get("hosts", id).await
+    }
+
     pub async fn delete_host(&self, id: u64) -> Result<bool, SdpError> {
         self.delete("hosts", id).await
     }
@@ -532,7 +540,7 @@ impl SdpClient {
             return Ok(None);
         };
         match host_iqn.host.id() {
-            Some(id) => self.get("hosts", id).await,
+            Some(id) => self.get_host(id).await,
             None => Ok(None),
         }
     }

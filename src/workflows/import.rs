@@ -9,6 +9,7 @@ use super::{
     context::EchoCx,
     removal::OldEcho,
     requests::{ClonedDb, DbId, Destination, EchoRequest, TaskResult},
+    together::{create_or_find, keep_all, together},
 };
 use crate::{
     agents::protocol::commands::{Attach, AttachFile, Detach, Rescan},
@@ -126,7 +127,7 @@ pub fn clone_volumes(cx: &mut EchoCx) -> StepFuture<'_> {
         let plan = cx.plan()?.clone();
         let sdp = cx.sdp()?;
         let (sources, vg_snapshots) = snapshot_parts(cx, &plan.snapshot_id).await?;
-        let task_id = cx.request_id().to_owned();
+        let mut pending = Vec::new();
         for (dest, destination) in plan.destinations.iter().enumerate() {
             let source = source_of(&sources, destination)?;
             for (volume_id, vg_id) in source.volumes() {
@@ -145,30 +146,54 @@ pub fn clone_volumes(cx: &mut EchoCx) -> StepFuture<'_> {
                         StepError::permanent(format!("no snapshot of volume group {vg_id}"))
                     })?;
                 let name = clone_name(cx, dest, volume_id);
-                // After an ambiguous failure the clone may exist: look before creating.
-                if sdp.find_volume(&name).await?.is_none() {
-                    let created = sdp
-                        .create_thin_clone(&name, vg_id, snapshot.sdp_snapshot_id, volume_id)
-                        .await?;
-                    cx.store()
-                        .ledger_created(LedgerKind::Volume, created.id, &name, &task_id)
-                        .await?;
-                }
-                let clone = sdp.wait_for_volume(&name, CLONE_APPEAR_TIMEOUT).await?;
-                cx.store()
-                    .ledger_created(LedgerKind::Volume, clone.id, &name, &task_id)
-                    .await?;
-                cx.state.clones.push(CloneVolume {
+                let host_id = destination.host_id.clone();
+                pending.push((
                     dest,
-                    host_id: destination.host_id.clone(),
-                    source_volume_id: volume_id,
-                    clone_id: clone.id,
-                    serial: clone.scsi_sn,
-                    mapping_id: None,
-                });
+                    host_id,
+                    volume_id,
+                    vg_id,
+                    snapshot.sdp_snapshot_id,
+                    name,
+                ));
             }
         }
-        Ok(())
+        let (store, task_id) = (cx.store(), cx.request_id());
+        // Every volume of every destination at once.
+        let made = together(
+            pending,
+            |(dest, host_id, volume_id, vg_id, snapshot, name)| {
+                let sdp = &sdp;
+                async move {
+                    let (created, made_now) = create_or_find(
+                        sdp.create_thin_clone(&name, vg_id, snapshot, volume_id),
+                        || sdp.find_volume(&name),
+                    )
+                    .await?;
+                    store
+                        .ledger_created(LedgerKind::Volume, created.id, &name, task_id)
+                        .await?;
+                    // A new thin clone is listed (and can be mapped) a moment after the create.
+                    let clone = if made_now {
+                        sdp.wait_for_volume(&name, CLONE_APPEAR_TIMEOUT).await?
+                    } else {
+                        created
+                    };
+                    Ok::<_, StepError>(CloneVolume {
+                        dest,
+                        host_id,
+                        source_volume_id: volume_id,
+                        clone_id: clone.id,
+                        serial: clone.scsi_sn,
+                        mapping_id: None,
+                    })
+                }
+            },
+        )
+        .await;
+        let mut clones = Vec::new();
+        let outcome = keep_all(made, |clone| clones.push(clone));
+        cx.state.clones.extend(clones);
+        outcome
     })
 }
 
@@ -202,31 +227,45 @@ pub fn delete_clones(cx: &mut EchoCx) -> StepFuture<'_> {
 pub fn map_clones(cx: &mut EchoCx) -> StepFuture<'_> {
     Box::pin(async move {
         let sdp = cx.sdp()?;
-        let task_id = cx.request_id().to_owned();
-        for index in 0..cx.state.clones.len() {
-            let clone = &cx.state.clones[index];
+        let mut pending = Vec::new();
+        for (index, clone) in cx.state.clones.iter().enumerate() {
             if clone.mapping_id.is_some() {
                 continue;
             }
             let host = cx.state.sdp_hosts.get(&clone.host_id).ok_or_else(|| {
                 StepError::permanent(format!("no SDP host for '{}'", clone.host_id))
             })?;
-            let (sdp_host_id, clone_id) = (host.sdp_host_id, clone.clone_id);
-            let mapping = match sdp.find_mapping(sdp_host_id, clone_id).await? {
-                Some(existing) => existing,
-                None => sdp.create_mapping(sdp_host_id, clone_id).await?,
-            };
-            cx.store()
-                .ledger_created(
-                    LedgerKind::Mapping,
-                    mapping.id,
-                    &format!("lun {}", mapping.lun),
-                    &task_id,
-                )
-                .await?;
-            cx.state.clones[index].mapping_id = Some(mapping.id);
+            pending.push((index, host.sdp_host_id, clone.clone_id));
         }
-        Ok(())
+        let (store, task_id) = (cx.store(), cx.request_id());
+        let made = together(pending, |(index, sdp_host_id, clone_id)| {
+            let sdp = &sdp;
+            async move {
+                // Mapped already (an earlier attempt's answer was lost): the array refuses a
+                // second mapping, and the look-up finds the first.
+                let (mapping, _) =
+                    create_or_find(sdp.create_mapping(sdp_host_id, clone_id), || {
+                        sdp.find_mapping(sdp_host_id, clone_id)
+                    })
+                    .await?;
+                store
+                    .ledger_created(
+                        LedgerKind::Mapping,
+                        mapping.id,
+                        &format!("lun {}", mapping.lun),
+                        task_id,
+                    )
+                    .await?;
+                Ok::<_, StepError>((index, mapping.id))
+            }
+        })
+        .await;
+        let mut mapped = Vec::new();
+        let outcome = keep_all(made, |pair| mapped.push(pair));
+        for (index, mapping_id) in mapped {
+            cx.state.clones[index].mapping_id = Some(mapping_id);
+        }
+        outcome
     })
 }
 

@@ -1,7 +1,8 @@
 //! The Echo workflows: one list of named steps per command type, with their undo, and the
-//! dependencies the steps use (SDP client, agents, store, metrics). Each step is idempotent: it
-//! looks up before it creates, with SDP names derived from the task id. The executor runs the
-//! steps, checkpoints after each, and undoes in reverse; [`catalogue`] is what it is given.
+//! dependencies the steps use (SDP client, agents, store, metrics). Each step is idempotent:
+//! SDP names derive from the task id, so a create whose name is taken finds its own earlier
+//! object (see `together`). The executor runs the steps, checkpoints after each, and undoes in
+//! reverse; [`catalogue`] is what it is given.
 //!
 //! Every workflow reads here, on one screen, top to bottom.
 
@@ -16,6 +17,7 @@ pub mod requests;
 mod retention;
 mod sdp_hosts;
 mod snapshot;
+mod together;
 pub mod validate;
 
 use std::{sync::Arc, time::Duration};

@@ -68,9 +68,15 @@ pub fn ensure_sdp_hosts(cx: &mut EchoCx) -> StepFuture<'_> {
                     destination.host_id
                 )));
             }
-            let found = match sdp.find_host_by_iqn(&host.host_iqn).await? {
-                Some(existing) => Some(existing),
-                None => sdp.find_host(&destination.host_id).await?,
+            // The initiator and a host object of the destination's name, asked together.
+            let (host_iqn, by_name) = tokio::try_join!(
+                sdp.find_host_iqn(&host.host_iqn),
+                sdp.find_host(&destination.host_id)
+            )?;
+            let found = match host_iqn.as_ref().and_then(|iqn| iqn.host.id()) {
+                Some(id) if by_name.as_ref().is_some_and(|h| h.id == id) => by_name,
+                Some(id) => sdp.get_host(id).await?,
+                None => by_name,
             };
             // Created before but not answered (a 502, a timeout, a crash): the intent
             // recorded before the create tells our object from an operator's.
@@ -95,7 +101,7 @@ pub fn ensure_sdp_hosts(cx: &mut EchoCx) -> StepFuture<'_> {
                     created: true,
                 }
             };
-            if let Some(existing) = sdp.find_host_iqn(&host.host_iqn).await? {
+            if let Some(existing) = host_iqn {
                 cx.store()
                     .ledger_adopt(LedgerKind::HostIqn, existing.id, &existing.iqn, &task_id)
                     .await?;

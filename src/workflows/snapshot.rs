@@ -3,7 +3,10 @@
 
 use std::time::Instant;
 
-use super::context::EchoCx;
+use super::{
+    context::EchoCx,
+    together::{create_or_find, keep_all, together},
+};
 use crate::{
     agents::protocol::commands::{Freeze, FreezeMode, Thaw},
     clock::now_ms,
@@ -19,12 +22,16 @@ fn vg_snapshot_name(cx: &EchoCx) -> Result<String, StepError> {
     Ok(cx.deps.names.vg_snapshot(&cx.task, prefix, &cx.short_id()))
 }
 
+/// Finds the volume and volume group under every file of the snapshot's databases. The
+/// inventory's join to the array already placed most files (a serial names one volume for
+/// its life, in one group); the rest are asked in one call.
 pub fn resolve_sources(cx: &mut EchoCx) -> StepFuture<'_> {
     Box::pin(async move {
         let spec = cx.snapshot_spec()?.clone();
         let sdp = cx.sdp()?;
+        let sdp_id = sdp.system_id().await?;
         let inventory = cx.store().list_databases(&spec.source_host_id).await?;
-        let mut sources = Vec::new();
+        let mut chosen = Vec::new();
         for db_id in &spec.database_ids {
             let db = inventory
                 .iter()
@@ -37,33 +44,59 @@ pub fn resolve_sources(cx: &mut EchoCx) -> StepFuture<'_> {
                 })?;
             let mut files = Vec::new();
             for (file, serial) in db.files_with_serials() {
-                let file = &file.file;
                 let serial = serial.ok_or_else(|| {
                     StepError::permanent(format!(
                         "file '{}' of '{}' is on no known disk",
-                        file.name, db.name
+                        file.file.name, db.name
                     ))
                 })?;
-                let volume = sdp.find_volume_by_serial(serial).await?.ok_or_else(|| {
-                    StepError::permanent(format!(
-                        "the disk {serial} of '{}' is not a volume of the configured SDP",
-                        db.name
-                    ))
-                })?;
-                files.push(SourceFile {
+                let placed = file.sdp.as_ref().and_then(|placement| {
+                    let here = placement.sdp_id == sdp_id && placement.volume_scsi_sn == serial;
+                    here.then_some((placement.volume_id, placement.volume_group_id?))
+                });
+                files.push((file, serial, placed));
+            }
+            chosen.push((db, files));
+        }
+        let unplaced: Vec<String> = chosen
+            .iter()
+            .flat_map(|(_, files)| files.iter())
+            .filter(|(_, _, placed)| placed.is_none())
+            .map(|(_, serial, _)| (*serial).to_owned())
+            .collect();
+        let looked_up = sdp.find_volumes_by_serials(&unplaced).await?;
+        let mut sources = Vec::new();
+        for (db, files) in chosen {
+            let mut source_files = Vec::new();
+            for (file, serial, placed) in files {
+                let (volume_id, vg_id) = match placed {
+                    Some(placed) => placed,
+                    None => looked_up
+                        .iter()
+                        .find(|v| v.scsi_sn == serial)
+                        .map(|v| (v.id, v.volume_group.id().unwrap_or_default()))
+                        .ok_or_else(|| {
+                            StepError::permanent(format!(
+                                "the disk {serial} of '{}' is not a volume of the configured SDP",
+                                db.name
+                            ))
+                        })?,
+                };
+                let file = &file.file;
+                source_files.push(SourceFile {
                     name: file.name.clone(),
                     kind: file.kind,
                     path: file.path.clone(),
                     size_mb: file.size_mb,
                     serial: serial.to_owned(),
-                    volume_id: volume.id,
-                    vg_id: volume.volume_group.id().unwrap_or_default(),
+                    volume_id,
+                    vg_id,
                 });
             }
             sources.push(SourceDb {
                 db_id: db.db_id.clone(),
                 db_name: db.name.clone(),
-                files,
+                files: source_files,
             });
         }
         let mut vg_ids: Vec<u64> = sources
@@ -145,40 +178,45 @@ pub fn snapshot_volume_groups(cx: &mut EchoCx) -> StepFuture<'_> {
     Box::pin(async move {
         let sdp = cx.sdp()?;
         let retention = sdp
-            .find_retention_policy(BEST_EFFORT_RETENTION)
+            .retention_policy(BEST_EFFORT_RETENTION)
             .await?
             .ok_or_else(|| {
                 StepError::permanent(format!("the SDP has no {BEST_EFFORT_RETENTION} policy"))
             })?;
         let short_name = vg_snapshot_name(cx)?;
         let started = Instant::now();
-        for vg_id in cx.state.vg_ids.clone() {
-            if cx.state.vg_snapshots.iter().any(|t| t.vg_id == vg_id) {
-                continue;
-            }
-            // After an ambiguous failure the snapshot may exist: look before creating.
-            let snapshot = match sdp.find_snapshot(vg_id, &short_name).await? {
-                Some(existing) => existing,
-                None => {
-                    sdp.create_vg_snapshot(vg_id, &short_name, retention.id)
-                        .await?
-                }
-            };
-            cx.store()
-                .ledger_created(
-                    LedgerKind::VgSnapshot,
-                    snapshot.id,
-                    &snapshot.name,
-                    cx.request_id(),
+        let pending: Vec<u64> = cx
+            .state
+            .vg_ids
+            .iter()
+            .copied()
+            .filter(|vg_id| !cx.state.vg_snapshots.iter().any(|t| t.vg_id == *vg_id))
+            .collect();
+        let (store, task_id) = (cx.store(), cx.request_id());
+        // Every group at once: the freeze lasts one round trip, whatever the number of groups.
+        let made = together(pending, |vg_id| {
+            let (sdp, short_name) = (&sdp, &short_name);
+            async move {
+                let (snapshot, _) = create_or_find(
+                    sdp.create_vg_snapshot(vg_id, short_name, retention.id),
+                    || sdp.find_snapshot(vg_id, short_name),
                 )
                 .await?;
-            cx.state.vg_snapshots.push(VgSnapshot {
-                vg_id,
-                sdp_snapshot_id: snapshot.id,
-            });
-        }
+                store
+                    .ledger_created(LedgerKind::VgSnapshot, snapshot.id, &snapshot.name, task_id)
+                    .await?;
+                Ok::<_, StepError>(VgSnapshot {
+                    vg_id,
+                    sdp_snapshot_id: snapshot.id,
+                })
+            }
+        })
+        .await;
+        let mut snapshots = Vec::new();
+        let outcome = keep_all(made, |snapshot| snapshots.push(snapshot));
+        cx.state.vg_snapshots.extend(snapshots);
         cx.detail.sdp_ms = Some(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX));
-        Ok(())
+        outcome
     })
 }
 
@@ -236,7 +274,7 @@ pub fn record_snapshot(cx: &mut EchoCx) -> StepFuture<'_> {
         let snapshot_id = snapshot_id(cx)?;
         let host = cx.store().get_host(&spec.source_host_id).await?;
         // Retried like any call: a snapshot recorded without its array cannot be found again.
-        let sdp_id = cx.sdp()?.system_state().await?.system_id;
+        let sdp_id = cx.sdp()?.system_id().await?;
         // Claimed before anyone can see it: a clone goes on to import from it.
         cx.use_snapshot(&snapshot_id).await?;
         let record = DbSnapshotRecord {

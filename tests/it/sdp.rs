@@ -257,8 +257,11 @@ async fn the_array_refuses_what_a_real_one_refuses() {
     // A taken name is not a refusal: the object may be the caller's own (an earlier attempt
     // whose answer was lost, or a concurrent task's shared object), to be looked up.
     let expect_exists = |result: Result<(), SdpError>| match result {
-        Err(err @ SdpError::Ambiguous { .. }) => {
-            assert!(err.to_string().contains("already exists"), "{err}");
+        Err(err @ SdpError::NameTaken { .. }) => {
+            assert!(
+                err.may_have_happened() && err.to_string().contains("already exists"),
+                "{err}"
+            );
         }
         other => panic!("expected 'look it up', got {other:?}"),
     };
