@@ -53,12 +53,24 @@ async fn connect_sdp(config: &sdp::SdpConfig) -> Result<sdp::SdpClient, FlexErro
         Ok(state) => {
             client.remember_system_id(&state.system_id);
             tracing::info!(
-            url = %config.url,
-            system_id = %state.system_id,
-            version = %state.system_version,
-            state = %state.state,
-            "SDP reachable"
+                url = %config.url,
+                system_id = %state.system_id,
+                version = %state.system_version,
+                state = %state.state,
+                "SDP reachable"
             );
+            // Every snapshot needs it: asked now, so that the first one does not wait for it,
+            // and an array without it is reported before anyone asks for a snapshot.
+            match client.retention_policy(sdp::BEST_EFFORT_RETENTION).await {
+                Ok(Some(_)) => {}
+                Ok(None) => tracing::warn!(
+                    policy = sdp::BEST_EFFORT_RETENTION,
+                    "the SDP has no such retention policy: snapshots will fail"
+                ),
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot read the SDP's retention policies");
+                }
+            }
         }
         Err(err) => tracing::warn!(url = %config.url, error = %err, "SDP not reachable at start"),
     }
