@@ -149,10 +149,29 @@ async fn run(clones: usize, latency_ms: u64, hosts: usize, workers: usize) {
         count(TaskState::Failed).await,
     );
     let mut durations = Vec::new();
+    let mut step_times: Vec<(String, Vec<f64>)> = Vec::new();
     for id in &created {
         let steps = store.task_steps(id).await.unwrap();
         if let (Some(first), Some(last)) = (steps.first(), steps.last()) {
             durations.push((last.finished_ms - first.started_ms) as f64 / 1000.0);
+        }
+        for step in &steps {
+            let took = (step.finished_ms - step.started_ms) as f64 / 1000.0;
+            match step_times.iter_mut().find(|(name, _)| *name == step.name) {
+                Some((_, times)) => times.push(took),
+                None => step_times.push((step.name.clone(), vec![took])),
+            }
+        }
+    }
+    if clones > 1 {
+        println!("  {:<24} {:>8} {:>8}", "step", "p50 s", "p99 s");
+        for (name, times) in &mut step_times {
+            times.sort_by(f64::total_cmp);
+            println!(
+                "  {name:<24} {:>8.2} {:>8.2}",
+                percentile(times, 0.5),
+                percentile(times, 0.99)
+            );
         }
     }
     durations.sort_by(f64::total_cmp);

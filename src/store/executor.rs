@@ -153,11 +153,10 @@ impl Store {
             }};
         }
         let row = match &self.backend {
-            Backend::Sqlite { writer, .. } => {
-                let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
-                let row = claim!(claim_sql(runnable, ""), &mut *tx);
-                tx.commit().await?;
-                row
+            Backend::Sqlite { group, .. } => {
+                let mut member = group.enter().await?;
+                let row = async { Ok(claim!(claim_sql(runnable, ""), member.conn())) }.await;
+                member.finish(row).await?
             }
             Backend::Postgres(pool) => claim!(claim_sql(runnable, " FOR UPDATE SKIP LOCKED"), pool),
         };

@@ -17,6 +17,7 @@ mod deployment;
 mod echo;
 pub(crate) mod events;
 mod executor;
+mod group_commit;
 mod hosts;
 mod ledger;
 mod schedules;
@@ -123,6 +124,8 @@ enum Backend {
     Sqlite {
         writer: SqlitePool,
         readers: SqlitePool,
+        /// Every write transaction goes through it (see `group_commit`).
+        group: std::sync::Arc<group_commit::GroupWriter>,
     },
     Postgres(PgPool),
 }
@@ -156,16 +159,22 @@ macro_rules! on_reader {
 macro_rules! in_write_tx {
     ($store:expr, |$tx:ident| $body:expr) => {
         match &$store.backend {
-            $crate::store::Backend::Sqlite { writer, .. } => {
-                let mut $tx = writer.begin_with("BEGIN IMMEDIATE").await?;
-                // A request's change commits with its audit row (see `audit.rs`).
-                let audit_row = $crate::store::audit::open_row!(&mut *$tx);
-                let out: $crate::store::StoreResult<_> = async { $body }.await;
-                if out.is_ok() {
-                    $tx.commit().await?;
-                    $crate::store::audit::committed(audit_row);
+            $crate::store::Backend::Sqlite { group, .. } => {
+                // Concurrent writes share one commit (see `group_commit.rs`).
+                let mut member = group.enter().await?;
+                let out: $crate::store::StoreResult<_> = async {
+                    let $tx = member.conn();
+                    // A request's change commits with its audit row (see `audit.rs`).
+                    let audit_row = $crate::store::audit::open_row!(&mut *$tx);
+                    let out: $crate::store::StoreResult<_> = async { $body }.await;
+                    out.map(|out| (out, audit_row))
                 }
-                out
+                .await;
+                let out = member.finish(out).await;
+                out.map(|(out, audit_row)| {
+                    $crate::store::audit::committed(audit_row);
+                    out
+                })
             }
             $crate::store::Backend::Postgres(pool) => {
                 let mut $tx = pool.begin().await?;
@@ -230,7 +239,12 @@ impl Store {
                     .connect_with(options.read_only(true))
                     .await?
             };
-            Backend::Sqlite { writer, readers }
+            let group = group_commit::GroupWriter::new(writer.clone());
+            Backend::Sqlite {
+                writer,
+                readers,
+                group,
+            }
         } else {
             return Err(StoreError::Database(sqlx::Error::Configuration(
                 format!("unsupported database URL (expected sqlite:// or postgres://): {url}")
@@ -299,7 +313,9 @@ impl Store {
 
     pub async fn close(&self) {
         match &self.backend {
-            Backend::Sqlite { writer, readers } => {
+            Backend::Sqlite {
+                writer, readers, ..
+            } => {
                 readers.close().await;
                 writer.close().await;
             }

@@ -530,6 +530,8 @@ async fn transient_sdp_errors_are_retried(backend: Backend) {
     echo.assert_ledger_matches_array().await;
 }
 
+/// The array answers slower than the window lasts: one round trip (the volume groups'
+/// snapshots go out together) of 500 ms against a 300 ms window.
 async fn an_expired_freeze_window_fails_the_snapshot(backend: Backend) {
     let echo = Echo::start(
         backend,
@@ -544,7 +546,7 @@ async fn an_expired_freeze_window_fails_the_snapshot(backend: Backend) {
         let response = reqwest::Client::new()
             .put(format!("{}/emulator/latency", listener.url))
             .basic_auth("admin", Some("admin"))
-            .body(r#"{"ms": 200}"#)
+            .body(r#"{"ms": 500}"#)
             .send()
             .await
             .unwrap();

@@ -380,6 +380,71 @@ async fn concurrent_writers_all_land(backend: Backend) {
     assert_eq!(store.list_hosts().await.unwrap().len(), 40);
 }
 
+/// Writes that run at once (on SQLite they share one commit) each land or fail alone: of two
+/// registrations of one host exactly one lands, the refused one leaves no token, and a write
+/// abandoned half-way (its future dropped) is all there or not there at all, and holds up no
+/// write after it.
+async fn concurrent_writes_fail_and_are_abandoned_alone(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let mut writers = Vec::new();
+    for n in 0..120 {
+        let store = store.clone();
+        writers.push(tokio::spawn(async move {
+            let id = format!("host{:02}", n % 60);
+            let token = host_token(&id);
+            let outcome = store.insert_host(&new_host(&id), &token.record).await;
+            (id, token.record.id, outcome)
+        }));
+    }
+    let mut landed = std::collections::BTreeMap::new();
+    for writer in writers {
+        let (id, token_id, outcome) = writer.await.unwrap();
+        match outcome {
+            Ok(_) => assert!(
+                landed.insert(id, token_id).is_none(),
+                "one host, two landings"
+            ),
+            Err(StoreError::Conflict(_)) => {
+                assert_eq!(store.find_token(&token_id).await.unwrap(), None, "{id}");
+            }
+            Err(other) => panic!("{id}: {other}"),
+        }
+    }
+    assert_eq!(landed.len(), 60);
+    for (id, token_id) in &landed {
+        let token = store.find_token(token_id).await.unwrap().unwrap();
+        assert_eq!(token.host_id.as_deref(), Some(id.as_str()));
+    }
+
+    // Abandoned at every point of their life: each is whole or absent, and nothing waits.
+    let mut abandoned = Vec::new();
+    for n in 0..40u64 {
+        let store = store.clone();
+        let id = format!("gone{n:02}");
+        let token = host_token(&id);
+        abandoned.push((id.clone(), token.record.id.clone()));
+        tokio::spawn(async move {
+            let host = new_host(&id);
+            let write = store.insert_host(&host, &token.record);
+            let _ = tokio::time::timeout(std::time::Duration::from_micros(n * 50), write).await;
+        });
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let after = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        store.insert_host(&new_host("after"), &host_token("after").record),
+    )
+    .await
+    .expect("a write after abandoned ones is not held up");
+    after.unwrap();
+    for (id, token_id) in abandoned {
+        let host = store.get_host(&id).await.unwrap();
+        let token = store.find_token(&token_id).await.unwrap();
+        assert_eq!(host.is_some(), token.is_some(), "{id}: half a registration");
+    }
+}
+
 /// What the topology's pages read: one host's snapshots, and every database's name alone.
 async fn one_hosts_snapshots_and_all_database_names_read_alone(backend: Backend) {
     let db = TestDb::new(backend).await;
@@ -410,6 +475,7 @@ crate::on_both_backends!(
     tokens_are_found_listed_and_revoked,
     expired_sessions_are_purged,
     concurrent_writers_all_land,
+    concurrent_writes_fail_and_are_abandoned_alone,
     the_ledger_adopts_only_what_a_task_intended,
     claims_on_a_shared_object_exclude_the_other_kind_until_their_task_ends,
     a_change_commits_with_its_audit_row_and_a_rolled_back_one_leaves_none,
