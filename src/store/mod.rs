@@ -6,8 +6,9 @@
 //! once and run on whichever pool is configured (see [`on_pool!`]).
 //!
 //! SQLite gets a single writer connection (every write transaction starts `BEGIN IMMEDIATE`, so
-//! writers queue instead of failing with `SQLITE_BUSY`) and a separate pool of readers, which WAL
-//! lets run beside the writer.
+//! writers queue instead of failing with `SQLITE_BUSY`), on which queued writes share one
+//! commit (see `group_commit`), and a separate pool of readers, which WAL lets run beside the
+//! writer.
 
 mod agents;
 pub mod audit;
@@ -153,9 +154,11 @@ macro_rules! on_reader {
     };
 }
 
-/// Runs `$body` inside a write transaction bound to `$tx`; commits when the body returns `Ok`
-/// and rolls back (by dropping the transaction) otherwise. The body is an async block, so an
-/// early `return` leaves the block, not the caller, and still reaches the commit.
+/// Runs `$body` inside a write transaction bound to `$tx` (the connection); commits when the
+/// body returns `Ok` and rolls back otherwise. On SQLite the transaction is a savepoint of a
+/// batch that commits with the writes queued behind it (see `group_commit`). The body is an
+/// async block, so an early `return` leaves the block, not the caller, and still reaches the
+/// commit.
 macro_rules! in_write_tx {
     ($store:expr, |$tx:ident| $body:expr) => {
         match &$store.backend {

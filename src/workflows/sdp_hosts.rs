@@ -10,7 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::context::EchoCx;
+use super::{context::EchoCx, together::create_or_find};
 use crate::{
     executor::{StepError, StepFuture},
     model::LedgerKind,
@@ -92,13 +92,25 @@ pub fn ensure_sdp_hosts(cx: &mut EchoCx) -> StepFuture<'_> {
                 cx.store()
                     .ledger_intend(LedgerKind::Host, &destination.host_id, &task_id)
                     .await?;
-                let created = sdp.create_host(&destination.host_id, "Windows").await?;
-                cx.store()
-                    .ledger_created(LedgerKind::Host, created.id, &created.name, &task_id)
-                    .await?;
+                // Tasks importing to one host at once race to create its object: the losers
+                // find the winner's (ours too: their intent is recorded) instead of retrying.
+                let name = &destination.host_id;
+                let (host, made_now) =
+                    create_or_find(sdp.create_host(name, "Windows"), || sdp.find_host(name))
+                        .await?;
+                let created = if made_now {
+                    cx.store()
+                        .ledger_created(LedgerKind::Host, host.id, &host.name, &task_id)
+                        .await?;
+                    true
+                } else {
+                    cx.store()
+                        .ledger_adopt(LedgerKind::Host, host.id, &host.name, &task_id)
+                        .await?
+                };
                 SdpHostRef {
-                    sdp_host_id: created.id,
-                    created: true,
+                    sdp_host_id: host.id,
+                    created,
                 }
             };
             if let Some(existing) = host_iqn {
@@ -109,12 +121,21 @@ pub fn ensure_sdp_hosts(cx: &mut EchoCx) -> StepFuture<'_> {
                 cx.store()
                     .ledger_intend(LedgerKind::HostIqn, &host.host_iqn, &task_id)
                     .await?;
-                let iqn = sdp
-                    .create_host_iqn(reference.sdp_host_id, &host.host_iqn)
+                let iqn = &host.host_iqn;
+                let (made, made_now) =
+                    create_or_find(sdp.create_host_iqn(reference.sdp_host_id, iqn), || {
+                        sdp.find_host_iqn(iqn)
+                    })
                     .await?;
-                cx.store()
-                    .ledger_created(LedgerKind::HostIqn, iqn.id, &iqn.iqn, &task_id)
-                    .await?;
+                if made_now {
+                    cx.store()
+                        .ledger_created(LedgerKind::HostIqn, made.id, &made.iqn, &task_id)
+                        .await?;
+                } else {
+                    cx.store()
+                        .ledger_adopt(LedgerKind::HostIqn, made.id, &made.iqn, &task_id)
+                        .await?;
+                }
             }
             cx.state
                 .sdp_hosts
