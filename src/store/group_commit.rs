@@ -117,8 +117,9 @@ impl GroupWriter {
     /// On a task of its own, so that a caller dropped half-way leaves no half-opened batch.
     pub(crate) async fn enter(self: &Arc<Self>) -> StoreResult<Member> {
         let writer = self.clone();
+        // Counted from the call, so that a write ending now leaves the batch open for this one.
+        let queued = Queued::new(self);
         tokio::spawn(async move {
-            let queued = Queued::new(&writer);
             let mut slot = writer.slot.clone().lock_owned().await;
             queued.arrived();
             if slot.batch.is_none() {
