@@ -5,33 +5,74 @@
 
 use std::{
     future::Future,
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::{Arc, Mutex, MutexGuard},
     time::Duration,
 };
 
 use tokio::time::Instant;
 
+/// The waiting sections of one measurement. Sections may overlap (a step's SDP calls go out
+/// together): what counts is the time at least one was open, not their sum, or a step that
+/// waits on eight calls at once would seem to wait eight times as long as it took.
+#[derive(Default)]
+struct Waits {
+    open: usize,
+    since: Option<Instant>,
+    total: Duration,
+}
+
 tokio::task_local! {
-    static WAITED_NANOS: Arc<AtomicU64>;
+    static WAITS: Arc<Mutex<Waits>>;
+}
+
+fn lock(waits: &Mutex<Waits>) -> MutexGuard<'_, Waits> {
+    waits
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// One open waiting section; closed when dropped (also when its future is cancelled).
+struct Section(Arc<Mutex<Waits>>);
+
+impl Section {
+    fn open() -> Option<Section> {
+        WAITS
+            .try_with(|waits| {
+                let mut open = lock(waits);
+                if open.open == 0 {
+                    open.since = Some(Instant::now());
+                }
+                open.open += 1;
+                Section(waits.clone())
+            })
+            .ok()
+    }
+}
+
+impl Drop for Section {
+    fn drop(&mut self) {
+        let mut waits = lock(&self.0);
+        waits.open -= 1;
+        if waits.open == 0
+            && let Some(since) = waits.since.take()
+        {
+            waits.total += since.elapsed();
+        }
+    }
 }
 
 /// Runs `future`; returns its output and the time it spent inside [`waiting`] sections.
 pub async fn measure<F: Future>(future: F) -> (F::Output, Duration) {
-    let waited = Arc::new(AtomicU64::new(0));
-    let output = WAITED_NANOS.scope(waited.clone(), future).await;
-    (output, Duration::from_nanos(waited.load(Ordering::Relaxed)))
+    let waits = Arc::new(Mutex::new(Waits::default()));
+    let output = WAITS.scope(waits.clone(), future).await;
+    let total = lock(&waits).total;
+    (output, total)
 }
 
 /// Awaits `future`, counting its whole duration as waiting (outside [`measure`], just awaits).
 pub async fn waiting<F: Future>(future: F) -> F::Output {
-    let started = Instant::now();
-    let output = future.await;
-    let elapsed = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-    let _ = WAITED_NANOS.try_with(|waited| waited.fetch_add(elapsed, Ordering::Relaxed));
-    output
+    let _section = Section::open();
+    future.await
 }
 
 #[cfg(test)]
@@ -48,6 +89,14 @@ mod tests {
         })
         .await;
         assert_eq!(waited, Duration::from_millis(35));
+        // Sections open at once count once: 40 ms of waiting, not 20 + 40.
+        let ((), waited) = measure(async {
+            let short = waiting(tokio::time::sleep(Duration::from_millis(20)));
+            let long = waiting(tokio::time::sleep(Duration::from_millis(40)));
+            tokio::join!(short, long);
+        })
+        .await;
+        assert_eq!(waited, Duration::from_millis(40));
         // Outside a measurement it is a plain await.
         assert_eq!(waiting(async { 7 }).await, 7);
     }
