@@ -190,10 +190,7 @@ pub fn clone_volumes(cx: &mut EchoCx) -> StepFuture<'_> {
             },
         )
         .await;
-        let mut clones = Vec::new();
-        let outcome = keep_all(made, |clone| clones.push(clone));
-        cx.state.clones.extend(clones);
-        outcome
+        keep_all(made, |clone| cx.state.clones.push(clone))
     })
 }
 
@@ -260,12 +257,9 @@ pub fn map_clones(cx: &mut EchoCx) -> StepFuture<'_> {
             }
         })
         .await;
-        let mut mapped = Vec::new();
-        let outcome = keep_all(made, |pair| mapped.push(pair));
-        for (index, mapping_id) in mapped {
+        keep_all(made, |(index, mapping_id)| {
             cx.state.clones[index].mapping_id = Some(mapping_id);
-        }
-        outcome
+        })
     })
 }
 

@@ -212,9 +212,7 @@ pub fn snapshot_volume_groups(cx: &mut EchoCx) -> StepFuture<'_> {
             }
         })
         .await;
-        let mut snapshots = Vec::new();
-        let outcome = keep_all(made, |snapshot| snapshots.push(snapshot));
-        cx.state.vg_snapshots.extend(snapshots);
+        let outcome = keep_all(made, |snapshot| cx.state.vg_snapshots.push(snapshot));
         cx.detail.sdp_ms = Some(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX));
         outcome
     })
