@@ -1,8 +1,8 @@
-//! Read throughput and p99 of Flex's API against a minimal axum handler serving the same
+//! Read throughput, p50 and p99 of Flex's API against a minimal axum handler serving the same
 //! bytes from memory, measured in the same run on the same machine: the server (Flex or the
 //! baseline) pinned to CPU 0, the load generator to CPU 1.
 //!
-//! Run: `cargo bench --bench http` (options: `--seconds N`, `--connections N`).
+//! Run: `cargo bench --bench http` (options: `--seconds N`, `--connections N`, `--only <name part>`).
 
 #[path = "common/mod.rs"]
 mod common;
@@ -89,6 +89,7 @@ async fn seed(url: &str) -> String {
 
 struct Figures {
     requests_per_sec: f64,
+    p50_ms: f64,
     p99_ms: f64,
 }
 
@@ -127,6 +128,7 @@ async fn load(url: &str, connections: u64, seconds: u64, token: bool) -> Figures
     let p99 = all[all.len() * 99 / 100].as_secs_f64() * 1000.0;
     Figures {
         requests_per_sec: all.len() as f64 / seconds as f64,
+        p50_ms: all[all.len() / 2].as_secs_f64() * 1000.0,
         p99_ms: p99,
     }
 }
@@ -169,9 +171,10 @@ fn main() {
             ("list tasks (1,000)", "/api/echo/v1/tasks".to_owned()),
             ("topology (1,000 × 10 × 10)", "/api/echo/v1/topology".to_owned()),
         ];
-        println!("| endpoint | Flex req/s | Flex p99 | baseline req/s | baseline p99 | ratio | body |");
+        println!("| endpoint | Flex req/s | Flex p50 / p99 | baseline req/s | baseline p50 / p99 | ratio | body |");
         println!("|---|---|---|---|---|---|---|");
-        for (name, path) in endpoints {
+        let only: String = arg("--only", String::new());
+        for (name, path) in endpoints.into_iter().filter(|(name, _)| name.contains(only.as_str())) {
             let body = http.get(format!("{base}{path}")).bearer_auth(ADMIN_TOKEN).send().await.unwrap().bytes().await.unwrap();
             let body_file = dir.join("body.json");
             std::fs::write(&body_file, &body).unwrap();
@@ -195,10 +198,12 @@ fn main() {
             }
             let baseline = load(&baseline_url, conns, secs, false).await;
             println!(
-                "| {name} | {:.0} | {:.2} ms | {:.0} | {:.2} ms | {:.2}× | {} KiB |",
+                "| {name} | {:.0} | {:.2} / {:.2} ms | {:.0} | {:.2} / {:.2} ms | {:.2}× | {} KiB |",
                 flex.requests_per_sec,
+                flex.p50_ms,
                 flex.p99_ms,
                 baseline.requests_per_sec,
+                baseline.p50_ms,
                 baseline.p99_ms,
                 flex.requests_per_sec / baseline.requests_per_sec,
                 body.len() / 1024

@@ -153,6 +153,7 @@ pub async fn run(
         store: store.clone(),
         config: Arc::new(config),
         sdp,
+        topology: Arc::default(),
     };
     let app = api::router(state);
     let address = listener.local_addr()?;

@@ -78,7 +78,7 @@ async fn close_with(socket: &mut WebSocket, reason: &'static str) {
 /// Serves an authenticated agent socket until it closes, is replaced, or its host goes away.
 /// One task per connection holding no more than it needs: thousands stay connected at once.
 pub async fn serve_socket(hub: AgentHub, host_id: String, token_id: String, mut socket: WebSocket) {
-    let hello = match read_hello(&mut socket).await {
+    let hello = match Box::pin(read_hello(&mut socket)).await {
         Ok(hello) => hello,
         Err(refusal) => {
             let _ = socket.send(text(refusal)).await;
@@ -92,9 +92,7 @@ pub async fn serve_socket(hub: AgentHub, host_id: String, token_id: String, mut 
     let close = Arc::new(Notify::new());
     let connection = hub.register(&host_id, sender.clone(), close.clone());
     if !matches!(
-        store
-            .record_agent_hello(&host_id, &instance, &facts_of(&hello))
-            .await,
+        Box::pin(store.record_agent_hello(&host_id, &instance, &facts_of(&hello))).await,
         Ok(true)
     ) {
         hub.unregister(&host_id, connection);
@@ -110,11 +108,11 @@ pub async fn serve_socket(hub: AgentHub, host_id: String, token_id: String, mut 
     });
     if socket.send(text(welcome)).await.is_err() {
         if hub.unregister(&host_id, connection) {
-            let _ = store.record_agent_disconnect(&host_id, &instance).await;
+            let _ = Box::pin(store.record_agent_disconnect(&host_id, &instance)).await;
         }
         return;
     }
-    match hub.redeliver_unanswered(&host_id, &sender).await {
+    match Box::pin(hub.redeliver_unanswered(&host_id, &sender)).await {
         Ok(0) => {}
         Ok(count) => tracing::info!(%host_id, count, "re-delivered unanswered commands"),
         Err(err) => tracing::warn!(%host_id, error = %err, "cannot re-deliver commands"),
@@ -140,10 +138,10 @@ pub async fn serve_socket(hub: AgentHub, host_id: String, token_id: String, mut 
                 last_heard = now_ts();
                 if last_heard - last_touch >= TOUCH_EVERY_SECS {
                     last_touch = last_heard;
-                    let _ = store.touch_agent(&host_id, &instance).await;
+                    let _ = Box::pin(store.touch_agent(&host_id, &instance)).await;
                 }
                 let answer = match frame {
-                    Message::Text(body) => handle_text(&ingest, &host_id, &body).await,
+                    Message::Text(body) => Box::pin(handle_text(&ingest, &host_id, &body)).await,
                     Message::Close(_) => break,
                     Message::Binary(_) => Some(error_message(
                         "BAD_MESSAGE",
@@ -160,7 +158,7 @@ pub async fn serve_socket(hub: AgentHub, host_id: String, token_id: String, mut 
             _ = tick.tick() => {
                 // A host unregistered (token revoked) on any replica, or an agent gone silent,
                 // ends the connection; otherwise it is pinged.
-                let token_alive = matches!(store.find_token(&token_id).await, Ok(Some(_)));
+                let token_alive = matches!(Box::pin(store.find_token(&token_id)).await, Ok(Some(_)));
                 if !token_alive || now_ts() - last_heard > silence {
                     tracing::info!(%host_id, token_alive, "closing agent connection");
                     break;
@@ -178,7 +176,7 @@ pub async fn serve_socket(hub: AgentHub, host_id: String, token_id: String, mut 
     }
     close_with(&mut socket, "closed by flex").await;
     if hub.unregister(&host_id, connection) {
-        let _ = store.record_agent_disconnect(&host_id, &instance).await;
+        let _ = Box::pin(store.record_agent_disconnect(&host_id, &instance)).await;
     }
     tracing::info!(%host_id, "agent disconnected");
 }
@@ -256,5 +254,21 @@ async fn handle_text(ingest: &Ingest, host_id: &str, body: &str) -> Option<Strin
             tracing::warn!(%host_id, error = %err, "agent message not stored");
             Some(unavailable())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The size of what `f` returns, without calling it.
+    fn size_of_return<A, B, C, D, F>(_: impl Fn(A, B, C, D) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// An idle connection is this future, parked: every store call it makes is boxed, so
+    /// their states (several KiB together) are not carried by ten thousand idle agents.
+    #[test]
+    fn an_idle_connection_carries_no_store_call_state() {
+        let size = size_of_return(super::serve_socket);
+        assert!(size <= 3072, "serve_socket's future is {size} bytes");
     }
 }

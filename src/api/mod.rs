@@ -40,6 +40,7 @@ use tower_http::{
 
 use crate::{agents::AgentHub, config::Config, executor::Waker, sdp::SdpClient, store::Store};
 pub use error::ApiError;
+pub use topology::TopologyCache;
 
 /// Bodies above this size are refused with 413 before they are parsed.
 pub const BODY_LIMIT_BYTES: usize = 1024 * 1024;
@@ -60,6 +61,8 @@ pub struct AppState {
     pub names: crate::workflows::names::ObjectNames,
     /// Turns true when the server begins to stop (long-polls answer at once).
     pub stopping: tokio::sync::watch::Receiver<bool>,
+    /// The estate's databases as the topology last rendered them.
+    pub topology: Arc<TopologyCache>,
 }
 
 /// Path prefixes under which the host routes are served: seed, current, legacy.

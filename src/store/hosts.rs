@@ -404,4 +404,15 @@ impl Store {
             on_reader!(self, |pool| { sqlx::query_as(sql).fetch_all(pool).await? });
         rows.into_iter().map(DatabaseRecord::try_from).collect()
     }
+
+    /// A number that every change to a database, db snapshot or echo DB moves, in that
+    /// change's own transaction (a trigger of each backend's migration 0012): a topology
+    /// rendered after reading it holds every change up to it.
+    pub async fn topology_generation(&self) -> StoreResult<i64> {
+        let sql = "SELECT n FROM topology_generation WHERE id = 1";
+        let generation: i64 = on_reader!(self, |pool| {
+            sqlx::query_scalar(sql).fetch_one(pool).await?
+        });
+        Ok(generation)
+    }
 }

@@ -463,7 +463,99 @@ async fn one_hosts_snapshots_and_all_database_names_read_alone(backend: Backend)
     assert_eq!(names[5], ("host0002".to_owned(), "db1".to_owned()));
 }
 
+/// Every change the topology shows moves the generation, committed or not at all; a host's
+/// heartbeat (read on every request anyway) does not.
+async fn the_topology_generation_moves_with_what_the_topology_shows(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let mut seen = store.topology_generation().await.unwrap();
+    macro_rules! moved {
+        ($what:expr) => {
+            let now = store.topology_generation().await.unwrap();
+            assert!(now > seen, "{}: the generation stayed at {seen}", $what);
+            seen = now;
+        };
+    }
+    crate::support::builders::seed_estate(&store, 1, 2, 1).await;
+    moved!("inventory and a snapshot");
+    let host = store.get_host("host0000").await.unwrap().unwrap();
+    store
+        .replace_databases("host0000", &[database("host0000", "5", "db0")])
+        .await
+        .unwrap();
+    moved!("a new inventory");
+    let snapshot = store.get_db_snapshot("snap_0000_0").await.unwrap().unwrap();
+    let echo = flex::store::EchoDbRecord {
+        host_id: host.host_id.clone(),
+        db_id: "9".into(),
+        name: "sales_echo".into(),
+        snapshot_id: snapshot.id.clone(),
+        src_host_id: host.host_id.clone(),
+        src_db_id: "5".into(),
+        src_db_name: "db0".into(),
+        task_id: "t1".into(),
+        created_ts: 1,
+        volumes: Vec::new(),
+        former_db_ids: Vec::new(),
+        lifecycle: flex::model::Lifecycle::default(),
+        expiry_task_id: None,
+    };
+    store.insert_echo_db(&echo).await.unwrap();
+    moved!("an echo DB");
+    let lifecycle = flex::model::Lifecycle {
+        protected: true,
+        ..flex::model::Lifecycle::default()
+    };
+    assert!(
+        store
+            .set_lifecycle("host0000", "9", lifecycle)
+            .await
+            .unwrap()
+    );
+    moved!("an echo DB's protection");
+    assert!(
+        store
+            .delete_echo_db_row("host0000", "9", "t2")
+            .await
+            .unwrap()
+    );
+    moved!("an echo DB deleted");
+    assert!(
+        store
+            .delete_db_snapshot_row(&snapshot.id, "t3")
+            .await
+            .unwrap()
+    );
+    moved!("a snapshot deleted");
+
+    // What the topology reads fresh on every request, and what changes nothing, leaves it.
+    store.record_host_sdps("host0000", &[]).await.unwrap();
+    assert!(
+        !store
+            .delete_echo_db_row("host0000", "9", "t4")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .replace_databases("ghost", &[database("ghost", "1", "x")])
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.topology_generation().await.unwrap(), seen);
+
+    assert!(matches!(
+        store.delete_host("host0000").await.unwrap(),
+        DeleteHostOutcome::Deleted
+    ));
+    assert!(
+        store.topology_generation().await.unwrap() > seen,
+        "a host and its inventory deleted"
+    );
+}
+
 crate::on_both_backends!(
+    the_topology_generation_moves_with_what_the_topology_shows,
     one_hosts_snapshots_and_all_database_names_read_alone,
     migrations_are_idempotent_and_ready,
     hosts_register_once_with_their_token,

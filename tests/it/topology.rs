@@ -162,8 +162,11 @@ async fn a_page_of_the_topology_is_that_slice_of_the_whole(backend: Backend) {
             answer.json::<Value>().await.unwrap()
         }
     };
+    // Before any whole topology: the page renders its own hosts' rows.
+    let cold = read("?limit=2&after=host0000").await;
     let whole = read("").await;
     let whole = whole.as_array().unwrap();
+    assert_eq!(cold.as_array().unwrap().as_slice(), &whole[1..3]);
     assert_eq!(whole.len(), 5);
     assert_eq!(whole[1]["databases"].as_array().unwrap().len(), 3);
     assert_eq!(
@@ -183,7 +186,101 @@ async fn a_page_of_the_topology_is_that_slice_of_the_whole(backend: Backend) {
     );
 }
 
+/// The topology keeps its databases rendered: a change committed anywhere (here, straight
+/// into the shared database, as another replica would) shows in the very next answer, and
+/// what moves with the clock (whether an agent is connected) moves without any change.
+async fn a_kept_topology_shows_every_change_at_once(backend: Backend) {
+    let server = TestServer::start_with(backend, |config| {
+        config.agent_silence = std::time::Duration::from_secs(1);
+    })
+    .await;
+    let store = server.db.store().await;
+    crate::support::builders::seed_estate(&store, 2, 1, 1).await;
+    let read = || async {
+        let answer = server.get("/api/echo/v1/topology").await;
+        assert_eq!(answer.status(), 200);
+        answer.json::<Value>().await.unwrap()
+    };
+    let names = |topology: &Value| -> Vec<String> {
+        topology[1]["databases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|db| db["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(names(&read().await), ["db0"]);
+    let kept = server.get("/api/echo/v1/topology").await;
+    let length: usize = kept.headers()["content-length"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let kept = kept.bytes().await.unwrap();
+    assert_eq!(length, kept.len(), "sent in pieces, with its length");
+    assert_eq!(
+        names(&serde_json::from_slice(&kept).unwrap()),
+        ["db0"],
+        "served as kept"
+    );
+
+    store
+        .replace_databases(
+            "host0001",
+            &[
+                database("host0001", "5", "db0"),
+                database("host0001", "7", "hr"),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(names(&read().await), ["db0", "hr"]);
+    assert!(
+        store
+            .delete_db_snapshot_row("snap_0001_0", "t1")
+            .await
+            .unwrap()
+    );
+    assert_eq!(read().await[1]["databases"][0]["db_snapshots"], json!([]));
+
+    // An agent says hello (a host row only): its databases may be snapshotted at once...
+    let facts = flex::store::AgentFacts {
+        host_name: "host0001".into(),
+        host_iqn: "iqn.1991-05.com.microsoft:host0001".into(),
+        host_os: "windows".into(),
+        host_os_version: "2022".into(),
+        agent_version: "1.0".into(),
+        cloud_vendor: "azure".into(),
+        db_engine_version: "16.0".into(),
+        facts: flex::model::HostFacts::default(),
+    };
+    assert!(
+        store
+            .record_agent_hello("host0001", "elsewhere", &facts)
+            .await
+            .unwrap()
+    );
+    let topology = read().await;
+    assert_eq!(topology[1]["host"]["is_connected"], true);
+    assert_eq!(topology[1]["databases"][0]["db_snapshot_allowed"], true);
+    assert_eq!(
+        topology[1]["databases"][0]["db_snapshot_disallowed_reason"],
+        ""
+    );
+    assert_eq!(topology[0]["databases"][0]["db_snapshot_allowed"], false);
+    // ...and not once it has been silent for longer than `agent_silence`.
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let topology = read().await;
+    assert_eq!(topology[1]["host"]["is_connected"], false);
+    assert_eq!(topology[1]["databases"][0]["db_snapshot_allowed"], false);
+    assert_eq!(
+        topology[1]["databases"][0]["db_snapshot_disallowed_reason"],
+        "the agent of host 'host0001' is not connected"
+    );
+}
+
 crate::on_both_backends!(
+    a_kept_topology_shows_every_change_at_once,
     topology_lists_hosts_and_their_databases,
     topology_pages_and_searches_on_request,
     a_page_of_the_topology_is_that_slice_of_the_whole
