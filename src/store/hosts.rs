@@ -5,7 +5,7 @@ use std::time::Duration;
 use super::{
     Store, StoreError, StoreResult, TokenRecord, corrupt,
     events::{EventSubject, record_event},
-    in_write_tx, on_reader,
+    in_write_tx, on_reader, read_rows,
     tokens::insert_token_on,
 };
 use crate::{
@@ -51,7 +51,7 @@ impl HostRecord {
     }
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(sqlx::FromRow, serde::Deserialize)]
 pub(super) struct HostRow {
     host_id: String,
     db_vendor: String,
@@ -296,9 +296,15 @@ impl Store {
     }
 
     pub async fn list_hosts(&self) -> StoreResult<Vec<HostRecord>> {
-        let sql = concat!("SELECT ", host_columns!(), " FROM hosts ORDER BY host_id");
-        let rows: Vec<HostRow> =
-            on_reader!(self, |pool| { sqlx::query_as(sql).fetch_all(pool).await? });
+        let rows = read_rows!(
+            self,
+            HostRow,
+            "hosts",
+            host_columns!(),
+            from: "hosts",
+            order: "host_id",
+            |query| query
+        );
         rows.into_iter().map(HostRecord::try_from).collect()
     }
 

@@ -1,6 +1,6 @@
 //! Tasks: every long operation is a row that clients poll through its `location`.
 
-use super::{Store, StoreResult, corrupt, on_reader};
+use super::{Store, StoreResult, corrupt, on_reader, read_rows};
 use crate::model::{CommandType, Phase, TaskState};
 
 /// A task as stored and served.
@@ -41,7 +41,7 @@ impl Default for StepPosition {
 }
 
 /// The row as the database returns it; enums are decoded at this boundary.
-#[derive(sqlx::FromRow)]
+#[derive(sqlx::FromRow, serde::Deserialize)]
 pub(super) struct TaskRow {
     request_id: String,
     state: String,
@@ -147,21 +147,18 @@ impl Store {
 
     /// Tasks oldest first, as `filter` (`task_filters!`) asks.
     pub async fn list_tasks(&self, filter: &TaskFilter) -> StoreResult<Vec<TaskRecord>> {
-        let sql = concat!(
-            "SELECT ",
+        let rows = read_rows!(
+            self,
+            TaskRow,
+            "tasks",
             task_select!(),
-            " FROM tasks WHERE ",
-            task_filters!(),
-            " ORDER BY create_ts, request_id"
-        );
-        let rows: Vec<TaskRow> = on_reader!(self, |pool| {
-            sqlx::query_as(sql)
+            from: concat!("tasks WHERE ", task_filters!()),
+            order: "create_ts, request_id",
+            |query| query
                 .bind(filter.state.map(TaskState::as_str))
                 .bind(filter.command_type.map(CommandType::as_str))
                 .bind(&filter.ref_id)
-                .fetch_all(pool)
-                .await?
-        });
+        );
         rows.into_iter().map(TaskRecord::try_from).collect()
     }
 
@@ -173,26 +170,27 @@ impl Store {
         before: Option<&str>,
         limit: usize,
     ) -> StoreResult<Vec<TaskRecord>> {
-        let sql = concat!(
-            "SELECT ",
-            task_select!(),
-            " FROM tasks WHERE ",
-            task_filters!(),
-            " AND ($4 IS NULL OR (create_ts, request_id) < \
-                  (SELECT create_ts, request_id FROM tasks WHERE request_id = $4)) \
-             ORDER BY create_ts DESC, request_id DESC LIMIT $5"
-        );
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows: Vec<TaskRow> = on_reader!(self, |pool| {
-            sqlx::query_as(sql)
+        let rows = read_rows!(
+            self,
+            TaskRow,
+            "tasks",
+            task_select!(),
+            from: concat!(
+                "(SELECT * FROM tasks WHERE ",
+                task_filters!(),
+                " AND ($4 IS NULL OR (create_ts, request_id) < \
+                  (SELECT create_ts, request_id FROM tasks WHERE request_id = $4)) \
+                 ORDER BY create_ts DESC, request_id DESC LIMIT $5) AS page"
+            ),
+            order: "create_ts DESC, request_id DESC",
+            |query| query
                 .bind(filter.state.map(TaskState::as_str))
                 .bind(filter.command_type.map(CommandType::as_str))
                 .bind(&filter.ref_id)
                 .bind(before)
                 .bind(limit)
-                .fetch_all(pool)
-                .await?
-        });
+        );
         rows.into_iter().map(TaskRecord::try_from).collect()
     }
 }
