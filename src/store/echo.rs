@@ -5,7 +5,7 @@
 use super::{
     Store, StoreError, StoreResult, corrupt,
     events::{EventSubject, record_event},
-    in_write_tx, on_reader,
+    in_write_tx, on_reader, read_rows,
 };
 use crate::model::{ConsistencyLevel, EchoVolume, EventType, Lifecycle, SourceDb, VgSnapshot};
 
@@ -26,7 +26,7 @@ pub struct DbSnapshotRecord {
     pub schedule_id: Option<String>,
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(sqlx::FromRow, serde::Deserialize)]
 pub(super) struct DbSnapshotRow {
     id: String,
     host_id: String,
@@ -86,7 +86,7 @@ pub struct EchoDbRecord {
     pub expiry_task_id: Option<String>,
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(sqlx::FromRow, serde::Deserialize)]
 pub(super) struct EchoDbRow {
     host_id: String,
     db_id: String,
@@ -228,13 +228,15 @@ impl Store {
     }
 
     pub async fn list_db_snapshots(&self) -> StoreResult<Vec<DbSnapshotRecord>> {
-        let sql = concat!(
-            "SELECT ",
+        let rows = read_rows!(
+            self,
+            DbSnapshotRow,
+            "db_snapshots",
             snapshot_columns!(),
-            " FROM db_snapshots ORDER BY created_ts, id"
+            from: "db_snapshots",
+            order: "created_ts, id",
+            |query| query
         );
-        let rows: Vec<DbSnapshotRow> =
-            on_reader!(self, |pool| sqlx::query_as(sql).fetch_all(pool).await?);
         rows.into_iter().map(DbSnapshotRecord::try_from).collect()
     }
 
@@ -353,13 +355,15 @@ impl Store {
     }
 
     pub async fn list_echo_dbs(&self) -> StoreResult<Vec<EchoDbRecord>> {
-        let sql = concat!(
-            "SELECT ",
+        let rows = read_rows!(
+            self,
+            EchoDbRow,
+            "echo_dbs",
             echo_columns!(),
-            " FROM echo_dbs ORDER BY host_id, name"
+            from: "echo_dbs",
+            order: "host_id, name",
+            |query| query
         );
-        let rows: Vec<EchoDbRow> =
-            on_reader!(self, |pool| sqlx::query_as(sql).fetch_all(pool).await?);
         rows.into_iter().map(EchoDbRecord::try_from).collect()
     }
 

@@ -131,7 +131,7 @@ impl DatabaseRecord {
     }
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(sqlx::FromRow, serde::Deserialize)]
 struct DatabaseRow {
     host_id: String,
     db_id: String,
@@ -401,13 +401,15 @@ impl Store {
 
     /// Every database of every host, in one query (topology joins them in memory).
     pub async fn list_all_databases(&self) -> StoreResult<Vec<DatabaseRecord>> {
-        let sql = concat!(
-            "SELECT ",
+        let rows = read_rows!(
+            self,
+            DatabaseRow,
+            "databases",
             database_columns!(),
-            " FROM databases ORDER BY host_id, name, db_id"
+            from: "databases",
+            order: "host_id, name, db_id",
+            |query| query
         );
-        let rows: Vec<DatabaseRow> =
-            on_reader!(self, |pool| { sqlx::query_as(sql).fetch_all(pool).await? });
         rows.into_iter().map(DatabaseRecord::try_from).collect()
     }
 
