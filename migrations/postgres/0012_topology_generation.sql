@@ -1,21 +1,26 @@
--- A counter that every change to what the topology shows moves, in the change's own
+-- A number that every change to what the topology shows moves, in the change's own
 -- transaction: a replica may serve a topology it rendered at generation N for as long as the
--- counter still reads N. Hosts are not counted: their rows are read on every request (an
+-- number still reads N. Hosts are not counted: their rows are read on every request (an
 -- agent's `last_seen_ts` moves every few seconds), only their databases are kept rendered.
+--
+-- The generation is the sum of the shards' counts. Each transaction adds one to the shard of
+-- its connection (its backend's pid, modulo 64): a connection runs one transaction at a time,
+-- so concurrent writers seldom share a row, and a writer waits on no other writer's commit.
+-- The sum only grows, and a change is counted in the very commit that makes it visible.
 CREATE TABLE topology_generation (
-    id  INTEGER PRIMARY KEY CHECK (id = 1),
-    n   BIGINT  NOT NULL
+    shard  INTEGER PRIMARY KEY,
+    n      BIGINT  NOT NULL
 );
-INSERT INTO topology_generation (id, n) VALUES (1, 0);
 
--- The counter's row is locked by whoever moves it until they commit. Moving it at commit
--- (a deferred trigger), once per transaction, keeps that lock to the commit itself: a
--- transaction holding it waits for nothing else, so it cannot be part of a deadlock.
+-- Moving a shard at commit (a deferred trigger), once per transaction, keeps the shard's
+-- row lock to the commit itself: a transaction holding it waits for nothing else, so it
+-- cannot be part of a deadlock.
 CREATE FUNCTION move_topology_generation() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF current_setting('flex.topology_moved', true) IS DISTINCT FROM 'yes' THEN
         PERFORM set_config('flex.topology_moved', 'yes', true);
-        UPDATE topology_generation SET n = n + 1;
+        INSERT INTO topology_generation (shard, n) VALUES (pg_backend_pid() % 64, 1)
+            ON CONFLICT (shard) DO UPDATE SET n = topology_generation.n + 1;
     END IF;
     RETURN NULL;
 END
