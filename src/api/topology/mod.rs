@@ -13,6 +13,7 @@ use std::{collections::HashSet, sync::Arc};
 
 use axum::{
     Router,
+    body::Bytes,
     extract::State,
     http::header,
     response::{IntoResponse, Response},
@@ -30,7 +31,6 @@ use crate::{
     clock::now_ts,
     store::{HostRecord, Store},
 };
-use axum::body::Bytes;
 use fragments::Fragments;
 use pieces::Pieces;
 use views::{append_json, host_view};
