@@ -11,8 +11,8 @@ use flex::{
 use tracing_subscriber::EnvFilter;
 
 /// mimalloc, not the system allocator: glibc's took a third of the CPU of a thousand-row list
-/// (`_int_malloc`, `malloc_consolidate`), and a server that holds ten thousand agent sockets
-/// wants an allocator that keeps small objects tightly packed.
+/// (`_int_malloc`, `malloc_consolidate`). The price is resident memory: with ten thousand idle
+/// agents, 120 MiB against glibc's 96 (`docs/BENCHMARKS.md`).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
