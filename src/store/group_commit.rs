@@ -28,6 +28,8 @@ type Outcome = watch::Sender<Option<Result<(), Arc<str>>>>;
 #[derive(Debug)]
 pub(crate) struct GroupWriter {
     pool: SqlitePool,
+    /// Whether the writer connection is kept between batches (see [`Slot::kept`]).
+    keeps_connection: bool,
     slot: Arc<Mutex<Slot>>,
     /// Writes waiting for the slot: while any does, a finished write leaves the batch open.
     queued: AtomicUsize,
@@ -36,13 +38,45 @@ pub(crate) struct GroupWriter {
 #[derive(Debug, Default)]
 struct Slot {
     batch: Option<Batch>,
+    /// The writer connection between batches, taken out of the pool for good: sqlx pings a
+    /// pooled connection when it is returned and again when it is taken, two round trips to
+    /// its worker thread that every batch would wait for (the next batch cannot start until
+    /// the one connection is back). Not for an in-memory database, whose readers share the
+    /// writer's pool and so need the connection back in it.
+    kept: Option<Writer>,
     /// A write was abandoned inside its savepoint: roll it back before anything else.
     in_savepoint: bool,
 }
 
+/// The writer connection: kept for good, or borrowed from the pool for one batch.
+#[derive(Debug)]
+enum Writer {
+    Kept(SqliteConnection),
+    Pooled(PoolConnection<Sqlite>),
+}
+
+impl std::ops::Deref for Writer {
+    type Target = SqliteConnection;
+    fn deref(&self) -> &SqliteConnection {
+        match self {
+            Writer::Kept(conn) => conn,
+            Writer::Pooled(conn) => conn,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Writer {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        match self {
+            Writer::Kept(conn) => conn,
+            Writer::Pooled(conn) => conn,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Batch {
-    conn: PoolConnection<Sqlite>,
+    conn: Writer,
     writes: usize,
     outcome: Arc<Outcome>,
 }
@@ -105,9 +139,12 @@ enum Ending {
 }
 
 impl GroupWriter {
-    pub(crate) fn new(pool: SqlitePool) -> Arc<GroupWriter> {
+    /// `keeps_connection`: take the writer connection out of `pool` at the first write and keep
+    /// it (false when others need it back in the pool, as an in-memory database's readers do).
+    pub(crate) fn new(pool: SqlitePool, keeps_connection: bool) -> Arc<GroupWriter> {
         Arc::new(GroupWriter {
             pool,
+            keeps_connection,
             slot: Arc::default(),
             queued: AtomicUsize::new(0),
         })
@@ -122,9 +159,23 @@ impl GroupWriter {
         tokio::spawn(async move {
             let mut slot = writer.slot.clone().lock_owned().await;
             queued.arrived();
-            if slot.batch.is_none() {
-                let mut conn = writer.pool.acquire().await?;
-                execute(&mut conn, "BEGIN IMMEDIATE").await?;
+            let opened = slot.batch.is_none();
+            if opened {
+                let mut conn = match slot.kept.take() {
+                    Some(conn) => conn,
+                    None if writer.keeps_connection => {
+                        Writer::Kept(writer.pool.acquire().await?.detach())
+                    }
+                    None => Writer::Pooled(writer.pool.acquire().await?),
+                };
+                // One round trip to the connection's thread for both. On failure whatever
+                // began is rolled back and the connection dropped: the next write opens a
+                // fresh one.
+                if let Err(err) = execute(&mut conn, "BEGIN IMMEDIATE; SAVEPOINT flex_write").await
+                {
+                    let _ = execute(&mut conn, "ROLLBACK").await;
+                    return Err(err);
+                }
                 slot.batch = Some(Batch {
                     conn,
                     writes: 0,
@@ -138,15 +189,25 @@ impl GroupWriter {
             };
             let slot = member.slot.as_mut().expect("just set");
             let was_abandoned = std::mem::replace(&mut slot.in_savepoint, true);
-            let conn = &mut slot.batch.as_mut().expect("opened above").conn;
-            if was_abandoned {
-                execute(conn, UNDO_WRITE).await?;
+            if !opened {
+                let conn = &mut slot.batch.as_mut().expect("open").conn;
+                if was_abandoned {
+                    execute(conn, UNDO_WRITE).await?;
+                }
+                execute(conn, "SAVEPOINT flex_write").await?;
             }
-            execute(conn, "SAVEPOINT flex_write").await?;
             Ok(member)
         })
         .await
         .map_err(|err| failed(&err.to_string()))?
+    }
+
+    /// Closes the kept connection (after the last write: the store is closing).
+    pub(crate) async fn close(&self) {
+        let kept = self.slot.lock().await.kept.take();
+        if let Some(Writer::Kept(conn)) = kept {
+            let _ = sqlx::Connection::close(conn).await;
+        }
     }
 
     /// Ends the open batch, if the write that should have did not: rolls back an abandoned
@@ -170,10 +231,16 @@ impl GroupWriter {
 
 /// Commits the slot's batch and tells its writes how it went.
 async fn commit(slot: &mut Slot) -> Result<(), Arc<str>> {
+    commit_with(slot, "COMMIT").await
+}
+
+/// Commits the slot's batch with `sql` (which ends in `COMMIT`); if any of it fails, the whole
+/// batch rolls back.
+async fn commit_with(slot: &mut Slot, sql: &'static str) -> Result<(), Arc<str>> {
     let Some(mut batch) = slot.batch.take() else {
         return Ok(());
     };
-    let result = match execute(&mut batch.conn, "COMMIT").await {
+    let result = match execute(&mut batch.conn, sql).await {
         Ok(()) => Ok(()),
         Err(err) => {
             let _ = execute(&mut batch.conn, "ROLLBACK").await;
@@ -181,7 +248,16 @@ async fn commit(slot: &mut Slot) -> Result<(), Arc<str>> {
         }
     };
     batch.outcome.send_replace(Some(result.clone()));
+    slot.kept = keep(batch.conn);
     result
+}
+
+/// What the slot keeps of a batch's connection once the batch is over.
+fn keep(conn: Writer) -> Option<Writer> {
+    match conn {
+        Writer::Kept(_) => Some(conn),
+        Writer::Pooled(_) => None, // back to the pool as it drops
+    }
 }
 
 /// Gives up the slot's whole batch: every write in it fails.
@@ -190,6 +266,7 @@ async fn roll_back(slot: &mut Slot, message: &str) -> Arc<str> {
     if let Some(mut batch) = slot.batch.take() {
         let _ = execute(&mut batch.conn, "ROLLBACK").await;
         batch.outcome.send_replace(Some(Err(message.clone())));
+        slot.kept = keep(batch.conn);
     }
     message
 }
@@ -199,6 +276,11 @@ async fn end_write(writer: Arc<GroupWriter>, mut slot: OwnedMutexGuard<Slot>, ok
     let Some(batch) = slot.batch.as_mut() else {
         return Ending::Committed(Err(Arc::from("the write's batch is gone")));
     };
+    if ok && (batch.writes + 1 >= MAX_BATCH || writer.queued.load(Ordering::SeqCst) == 0) {
+        // The batch's last write: its release and the commit go in one round trip.
+        slot.in_savepoint = false;
+        return Ending::Committed(commit_with(&mut slot, "RELEASE flex_write; COMMIT").await);
+    }
     let ended = execute(
         &mut batch.conn,
         if ok { "RELEASE flex_write" } else { UNDO_WRITE },
