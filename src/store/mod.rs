@@ -7,8 +7,8 @@
 //!
 //! SQLite gets a single writer connection (every write transaction starts `BEGIN IMMEDIATE`, so
 //! writers queue instead of failing with `SQLITE_BUSY`), on which queued writes share one
-//! commit (see `group_commit`), and a separate pool of readers, which WAL lets run beside the
-//! writer.
+//! commit (see `group_commit`), and separate read connections (see `readers`), which WAL lets
+//! run beside the writer.
 
 mod agents;
 pub mod audit;
@@ -21,6 +21,7 @@ mod executor;
 mod group_commit;
 mod hosts;
 mod ledger;
+mod readers;
 mod schedules;
 mod task_ends;
 mod tasks;
@@ -124,7 +125,7 @@ pub type StoreResult<T> = Result<T, StoreError>;
 enum Backend {
     Sqlite {
         writer: SqlitePool,
-        readers: SqlitePool,
+        readers: readers::Readers,
         /// Every write transaction goes through it (see `group_commit`).
         group: std::sync::Arc<group_commit::GroupWriter>,
     },
@@ -264,22 +265,23 @@ impl Store {
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(10));
             let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+            // No ping before the connection is handed out: it is a round trip to the
+            // connection's worker thread, and a local file's connection does not go stale while
+            // idle the way a network one does. (The group writer keeps it out of the pool for
+            // good, except for an in-memory database, whose readers share this pool.)
             let writer = SqlitePoolOptions::new()
                 .max_connections(1)
+                .test_before_acquire(false)
                 .acquire_timeout(acquire_timeout)
                 .connect_with(options.clone())
                 .await?;
             // An in-memory database exists once per connection: readers must share the writer.
             let readers = if in_memory {
-                writer.clone()
+                readers::Readers::Shared(writer.clone())
             } else {
-                SqlitePoolOptions::new()
-                    .max_connections(8)
-                    .acquire_timeout(acquire_timeout)
-                    .connect_with(options.read_only(true))
-                    .await?
+                readers::Readers::open(options.read_only(true), 8, acquire_timeout).await?
             };
-            let group = group_commit::GroupWriter::new(writer.clone());
+            let group = group_commit::GroupWriter::new(writer.clone(), !in_memory);
             Backend::Sqlite {
                 writer,
                 readers,
@@ -354,9 +356,12 @@ impl Store {
     pub async fn close(&self) {
         match &self.backend {
             Backend::Sqlite {
-                writer, readers, ..
+                writer,
+                readers,
+                group,
             } => {
                 readers.close().await;
+                group.close().await;
                 writer.close().await;
             }
             Backend::Postgres(pool) => pool.close().await,

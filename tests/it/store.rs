@@ -601,7 +601,10 @@ async fn a_change_commits_with_its_audit_row_and_a_rolled_back_one_leaves_none(b
     let changed = AuditScope::new(entry("Changed"));
     changed
         .clone()
-        .run(store.insert_host(&new_host("host01"), &host_token("host01").record))
+        .run(Box::pin(store.insert_host(
+            &new_host("host01"),
+            &host_token("host01").record,
+        )))
         .await
         .unwrap();
     let written = rows("Changed").await;
@@ -615,7 +618,10 @@ async fn a_change_commits_with_its_audit_row_and_a_rolled_back_one_leaves_none(b
     let refused = AuditScope::new(entry("Refused"));
     let again = refused
         .clone()
-        .run(store.insert_host(&new_host("host01"), &host_token("host01").record))
+        .run(Box::pin(store.insert_host(
+            &new_host("host01"),
+            &host_token("host01").record,
+        )))
         .await;
     assert!(again.is_err(), "the host exists");
     assert!(
