@@ -29,7 +29,7 @@ use super::{
 };
 use crate::{
     clock::now_ts,
-    store::{HostRecord, Store},
+    store::{EchoDbRecord, HostRecord, Store},
 };
 use fragments::Fragments;
 use pieces::Pieces;
@@ -73,11 +73,17 @@ async fn topology(
         Some(state.topology.estate(&state.store).await?)
     };
     let hosts = state.store.list_hosts().await?;
-    let (page, total) = page_of(&state.store, &hosts, &query, limit).await?;
+    // Read once for both of their uses: the search by name and a page's own render.
+    let searches = query.q.as_deref().is_some_and(|q| !q.is_empty());
+    let echo_dbs = if searches || kept.is_none() {
+        state.store.list_echo_dbs().await?
+    } else {
+        Vec::new()
+    };
+    let (page, total) = page_of(&state.store, &hosts, &echo_dbs, &query, limit).await?;
     let fragments = if let Some(fragments) = kept {
         fragments
     } else {
-        let echo_dbs = state.store.list_echo_dbs().await?;
         let (mut inventory, mut snapshots) = (Vec::new(), Vec::new());
         for host in &page {
             inventory.extend(state.store.list_databases(&host.host_id).await?);
@@ -122,10 +128,12 @@ async fn topology(
         .into_response())
 }
 
-/// The hosts `q`, `after` and `limit` ask for, in id order, and how many match `q`.
+/// The hosts `q`, `after` and `limit` ask for, in id order, and how many match `q`
+/// (`echo_dbs`: every echo DB, when `q` is given).
 async fn page_of<'h>(
     store: &Store,
     hosts: &'h [HostRecord],
+    echo_dbs: &[EchoDbRecord],
     query: &TopologyQuery,
     limit: Option<usize>,
 ) -> Result<(Vec<&'h HostRecord>, usize), ApiError> {
@@ -138,11 +146,9 @@ async fn page_of<'h>(
     let mut named: HashSet<String> = HashSet::new();
     if !needle.is_empty() {
         let names = store.list_database_names().await?;
-        let echo_names = store
-            .list_echo_dbs()
-            .await?
-            .into_iter()
-            .map(|echo| (echo.host_id, echo.name));
+        let echo_names = echo_dbs
+            .iter()
+            .map(|echo| (echo.host_id.clone(), echo.name.clone()));
         for (host_id, name) in names.into_iter().chain(echo_names) {
             if name.to_lowercase().contains(&needle) {
                 named.insert(host_id);
