@@ -107,8 +107,8 @@ impl Lent {
         self.conn.as_mut().expect("lent until dropped")
     }
 
-    /// Closes the connection instead of keeping it if `error` says it is broken rather than
-    /// the query wrong.
+    /// Drops the connection (its worker thread closes it) instead of keeping it, if `error`
+    /// says the connection is broken rather than the query wrong.
     fn saw(&mut self, error: &Error) {
         let broken = matches!(
             error,
