@@ -11,8 +11,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use futures_util::{StreamExt, TryStreamExt};
-use futures_util::{future::BoxFuture, stream::BoxStream};
+use futures_util::{StreamExt, TryStreamExt, future::BoxFuture, stream::BoxStream};
 use sqlx::{
     ConnectOptions, Connection, Database, Either, Error, Execute, Executor, SqlStr, Sqlite,
     SqliteConnection, SqlitePool,
