@@ -154,6 +154,7 @@ pub async fn run(
         config: Arc::new(config),
         sdp,
         topology: Arc::default(),
+        task_lists: Arc::default(),
     };
     let app = api::router(state);
     let address = listener.local_addr()?;

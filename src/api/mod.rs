@@ -40,6 +40,7 @@ use tower_http::{
 
 use crate::{agents::AgentHub, config::Config, executor::Waker, sdp::SdpClient, store::Store};
 pub use error::ApiError;
+pub use tasks::TaskListCache;
 pub use topology::TopologyCache;
 
 /// Bodies above this size are refused with 413 before they are parsed.
@@ -63,6 +64,8 @@ pub struct AppState {
     pub stopping: tokio::sync::watch::Receiver<bool>,
     /// The estate's databases as the topology last rendered them.
     pub topology: Arc<TopologyCache>,
+    /// Task lists as they were last rendered, one per query.
+    pub task_lists: Arc<TaskListCache>,
 }
 
 /// Path prefixes under which the host routes are served: seed, current, legacy.

@@ -177,4 +177,89 @@ async fn task_list_filters(backend: Backend) {
     }
 }
 
-crate::on_both_backends!(tasks_read_on_every_family, task_list_filters);
+/// Lists are kept rendered: a change to what a task shows, committed anywhere (here, straight
+/// into the shared database, as another replica or the executor would), shows in the very next
+/// list, whole or paged, while a lease claimed or extended moves nothing a list shows.
+async fn a_kept_task_list_shows_every_change_at_once(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let store = server.db.store().await;
+    // A command type the server's own executor does not run: only this test moves it.
+    let first = task("k1", TaskState::Running, CommandType::Deploy, "kept");
+    store
+        .insert_task(&NewTask {
+            record: first.clone(),
+            host_ids: vec![],
+        })
+        .await
+        .unwrap();
+    let server = &server;
+    let list = |q: &'static str| async move {
+        let response = server.get(&format!("/api/echo/v1/tasks{q}")).await;
+        assert_eq!(response.status(), 200, "{q}");
+        assert_eq!(response.headers()["content-type"], "application/json");
+        response.json::<Value>().await.unwrap()
+    };
+    let whole = list("").await;
+    assert_eq!(whole[0]["state"], "running");
+    assert_eq!(list("").await, whole, "served as kept");
+    assert_eq!(list("?limit=1").await, whole);
+
+    let generation = store.task_list_generation().await.unwrap();
+    let claimed = store
+        .claim_task(
+            "elsewhere",
+            60_000,
+            flex::clock::now_ms(),
+            &[CommandType::Deploy],
+        )
+        .await
+        .unwrap()
+        .expect("the task is free");
+    assert!(
+        store
+            .extend_lease("k1", claimed.epoch, flex::clock::now_ms() + 90_000)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.task_list_generation().await.unwrap(),
+        generation,
+        "a lease is not part of any list"
+    );
+    assert_eq!(list("").await, whole);
+
+    assert!(
+        store
+            .finish_task("k1", claimed.epoch, TaskState::Failed, "it broke", None)
+            .await
+            .unwrap()
+    );
+    let ended = list("").await;
+    assert_eq!(ended[0]["state"], "failed");
+    assert_eq!(ended[0]["error"], "it broke");
+    assert_eq!(list("?state=running").await, json!([]));
+    assert_eq!(list("?limit=1").await, ended, "a kept page moves too");
+
+    store
+        .insert_task(&NewTask {
+            record: task("k2", TaskState::Running, CommandType::Deploy, "kept"),
+            host_ids: vec![],
+        })
+        .await
+        .unwrap();
+    let ids: Vec<Value> = list("")
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|task| task["request_id"].clone())
+        .collect();
+    assert_eq!(ids, [json!("k1"), json!("k2")]);
+    assert_eq!(list("?state=running").await[0]["request_id"], "k2");
+}
+
+crate::on_both_backends!(
+    tasks_read_on_every_family,
+    task_list_filters,
+    a_kept_task_list_shows_every_change_at_once
+);

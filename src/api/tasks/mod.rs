@@ -4,10 +4,23 @@
 //! `?wait_secs=N` long-polls: the answer comes as soon as the task ends, or after N seconds.
 //! A waiting request reads the task twice (before and after) and otherwise waits on the
 //! store's task-end announcements, which on Postgres also carry other replicas' ends.
+//!
+//! Lists are kept rendered until a task changes (`kept_lists`).
+
+mod kept_lists;
+
+pub use kept_lists::TaskListCache;
 
 use std::time::Duration;
 
-use axum::{Json, Router, extract::State, routing::get};
+use axum::{
+    Json, Router,
+    body::Bytes,
+    extract::State,
+    http::header,
+    response::{IntoResponse, Response},
+    routing::get,
+};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::RecvError;
 
@@ -16,6 +29,8 @@ use super::{
     error::ApiError,
     extract::{PathParams, QueryParams, limit_param},
 };
+use kept_lists::ListQuery;
+
 use crate::{
     model::{CommandType, Phase, TaskState},
     store::{TaskFilter, TaskRecord},
@@ -154,7 +169,7 @@ fn query_value<T: std::str::FromStr<Err = crate::model::UnknownValue>>(
 async fn list_tasks(
     State(state): State<AppState>,
     QueryParams(query): QueryParams<TaskListQuery>,
-) -> Result<Json<Vec<TaskView>>, ApiError> {
+) -> Result<Response, ApiError> {
     let wanted_state = query_value("state", query.state.as_deref())?;
     // A cursor alone asks for a page too, of the default size; an empty one is no cursor.
     let before = query.before.filter(|before| !before.is_empty());
@@ -167,22 +182,42 @@ async fn list_tasks(
     let command_type = match query.command_type.as_deref().map(str::parse::<CommandType>) {
         None => None,
         Some(Ok(command_type)) => Some(command_type),
-        Some(Err(_)) => return Ok(Json(Vec::new())),
+        Some(Err(_)) => return Ok(Json(Vec::<TaskView>::new()).into_response()),
     };
-    let filter = TaskFilter {
+    let wanted = ListQuery {
         state: wanted_state,
         command_type,
         ref_id: query.ref_id,
+        page: limit.map(|limit| (usize::try_from(limit).expect("checked: 1 to 1000"), before)),
     };
-    let tasks = match limit {
+    // Read before the rows: a list kept at this generation or later holds every change
+    // committed before this request.
+    let generation = state.store.task_list_generation().await?;
+    if let Some(body) = state.task_lists.get(&wanted, generation) {
+        return Ok(json_body(body));
+    }
+    let filter = TaskFilter {
+        state: wanted.state,
+        command_type: wanted.command_type,
+        ref_id: wanted.ref_id.clone(),
+    };
+    let tasks = match &wanted.page {
         None => state.store.list_tasks(&filter).await?,
-        Some(limit) => {
-            let limit = usize::try_from(limit).expect("checked: 1 to 1000");
+        Some((limit, before)) => {
             let before = before.as_deref();
-            state.store.list_tasks_page(&filter, before, limit).await?
+            state.store.list_tasks_page(&filter, before, *limit).await?
         }
     };
-    Ok(Json(tasks.into_iter().map(TaskView::from).collect()))
+    let views: Vec<TaskView> = tasks.into_iter().map(TaskView::from).collect();
+    let body =
+        Bytes::from(serde_json::to_vec(&views).map_err(|err| ApiError::Internal(err.to_string()))?);
+    state.task_lists.keep(wanted, generation, body.clone());
+    Ok(json_body(body))
+}
+
+/// Bytes that are JSON already, answered as `Json` answers.
+fn json_body(body: Bytes) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 /// Resolves once the server begins to stop.
