@@ -278,7 +278,7 @@ async fn list(
     answer((|| {
         known_collection(&collection)?;
         let objects = lock(&inner.array)
-            .render_all(&collection, model::now_ms())
+            .render_all(&collection, model::now_ms(), &query::Narrowing(&params))
             .unwrap_or_default();
         let (hits, total, limit, offset) = query::query(objects, &params)?;
         Ok(envelope(&hits, total, limit, offset).into_response())

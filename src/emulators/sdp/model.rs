@@ -233,6 +233,17 @@ impl ArrayState {
         format!("{}{suffix:04}", self.system_id)
     }
 
+    /// The volumes `snapshot` froze. A snapshot's volsnaps take the ids right after its own,
+    /// in one call that nothing else interleaves with, so they are the run of keys that
+    /// follows it: a look-up reads that run, not every volsnap of the array (a volume group
+    /// that holds its own thin clones makes that millions).
+    pub(super) fn volsnaps_of(&self, snapshot: u64) -> impl Iterator<Item = &Volsnap> {
+        self.volsnaps
+            .range(snapshot + 1..)
+            .map(|(_, volsnap)| volsnap)
+            .take_while(move |volsnap| volsnap.snapshot == snapshot)
+    }
+
     pub(super) fn visible_volume(&self, id: u64, now_ms: u64) -> Option<&Volume> {
         self.volumes
             .get(&id)

@@ -50,6 +50,29 @@ pub fn query(
     Ok((page, total, limit, offset))
 }
 
+/// A list query's exact filters (`field=v`, `field__in=a,b`), asked of an object's field
+/// before the object is rendered: a query for one volume by name among thousands then renders
+/// one, not thousands. [`query`] still applies every filter to what is rendered, so a
+/// narrowing only ever skips objects that some filter would drop.
+pub struct Narrowing<'a>(pub &'a [(String, String)]);
+
+impl Narrowing<'_> {
+    /// Whether `field`, which renders as the string `text()` (a relation's field as
+    /// `name.ref`), passes every exact filter on it.
+    pub fn admits(&self, field: &str, text: impl Fn() -> String) -> bool {
+        self.0.iter().all(|(key, wanted)| {
+            if key == field {
+                text() == *wanted
+            } else if key.strip_suffix("__in") == Some(field) {
+                let text = text();
+                wanted.split(',').any(|w| w == text)
+            } else {
+                true
+            }
+        })
+    }
+}
+
 /// `field` or `field.ref`, read from a rendered object.
 fn field_value<'a>(object: &'a Value, field: &str) -> Option<&'a Value> {
     match field.strip_suffix(".ref") {
@@ -94,5 +117,97 @@ fn matches(object: &Value, field: &str, op: &str, wanted: &str) -> bool {
         "lte" => numeric(|x, y| x <= y),
         // An unknown suffix is part of the field name, which then does not exist.
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::{Narrowing, query};
+    use crate::emulators::sdp::model::ArrayState;
+
+    /// The answer with the filters read before rendering is the answer without.
+    #[test]
+    fn a_narrowed_list_answers_as_the_whole_one_filtered() {
+        let mut array = ArrayState::new("ab12", "emulated");
+        let vg = array
+            .create("volume_groups", &json!({"name": "vg"}), 0)
+            .unwrap();
+        let host = array.create("hosts", &json!({"name": "h1"}), 0).unwrap();
+        for name in ["a", "b", "c"] {
+            let volume = array
+                .create(
+                    "volumes",
+                    &json!({"name": name, "size": 1024, "volume_group": {"ref": format!("/volume_groups/{vg}")}}),
+                    0,
+                )
+                .unwrap();
+            array
+                .create(
+                    "mappings",
+                    &json!({"host": {"ref": format!("/hosts/{host}")}, "volume": {"ref": format!("/volumes/{volume}")}}),
+                    0,
+                )
+                .unwrap();
+        }
+        let serial = array.render_all("volumes", 0, &Narrowing(&[])).unwrap()[1]["scsi_sn"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let cases: Vec<(&str, Vec<(String, String)>)> = vec![
+            ("volumes", vec![("name".into(), "b".into())]),
+            (
+                "volumes",
+                vec![("name".into(), "b".into()), ("name".into(), "c".into())],
+            ),
+            ("volumes", vec![("name__in".into(), "a,c,zz".into())]),
+            ("volumes", vec![("scsi_sn".into(), serial.clone())]),
+            (
+                "volumes",
+                vec![("scsi_sn__in".into(), format!("x,{serial}"))],
+            ),
+            (
+                "volumes",
+                vec![("volume_group.ref".into(), format!("/volume_groups/{vg}"))],
+            ),
+            (
+                "volumes",
+                vec![("volume_group.ref".into(), "/volume_groups/999".into())],
+            ),
+            (
+                "volumes",
+                vec![
+                    ("name__prefix".into(), "a".into()),
+                    ("__limit".into(), "1".into()),
+                ],
+            ),
+            ("hosts", vec![("name".into(), "h1".into())]),
+            ("hosts", vec![("name".into(), "h2".into())]),
+            (
+                "mappings",
+                vec![("host.ref".into(), format!("/hosts/{host}"))],
+            ),
+            (
+                "mappings",
+                vec![("volume.ref".into(), format!("/volumes/{}", vg + 3))],
+            ),
+        ];
+        for (collection, params) in cases {
+            let whole = array.render_all(collection, 0, &Narrowing(&[])).unwrap();
+            let narrowed = array
+                .render_all(collection, 0, &Narrowing(&params))
+                .unwrap();
+            assert!(narrowed.len() <= whole.len());
+            assert_eq!(
+                query(narrowed, &params).unwrap(),
+                query(whole, &params).unwrap(),
+                "{collection} {params:?}"
+            );
+        }
+        let one = array
+            .render_all("volumes", 0, &Narrowing(&[("name".into(), "b".into())]))
+            .unwrap();
+        assert_eq!(one.len(), 1, "only the volume asked for is rendered");
     }
 }

@@ -3,16 +3,30 @@
 
 use serde_json::{Value, json};
 
-use super::model::{
-    ArrayState, Host, Mapping, SdpFault, SdpOutcome, Snapshot, Volsnap, Volume, VolumeGroup,
+use super::{
+    model::{
+        ArrayState, Host, Mapping, SdpFault, SdpOutcome, Snapshot, Volsnap, Volume, VolumeGroup,
+    },
+    query::Narrowing,
 };
 
 pub(super) fn reference(collection: &str, id: u64) -> Value {
-    json!({ "ref": format!("/{collection}/{id}") })
+    json!({ "ref": path(collection, id) })
+}
+
+/// An object's path, as its references carry it.
+fn path(collection: &str, id: u64) -> String {
+    format!("/{collection}/{id}")
 }
 
 impl ArrayState {
-    pub fn render_all(&self, collection: &str, now_ms: u64) -> Option<Vec<Value>> {
+    /// Every object of `collection` that `narrowing` admits, as the API shows it.
+    pub fn render_all(
+        &self,
+        collection: &str,
+        now_ms: u64,
+        narrowing: &Narrowing<'_>,
+    ) -> Option<Vec<Value>> {
         let rendered = match collection {
             "volume_groups" => self
                 .volume_groups
@@ -23,6 +37,12 @@ impl ArrayState {
                 .volumes
                 .values()
                 .filter(|v| v.visible_from_ms <= now_ms)
+                .filter(|v| {
+                    narrowing.admits("name", || v.name.clone())
+                        && narrowing.admits("scsi_sn", || self.scsi_sn(v.scsi_suffix))
+                        && narrowing
+                            .admits("volume_group.ref", || path("volume_groups", v.volume_group))
+                })
                 .map(|v| self.render_volume(v))
                 .collect(),
             "snapshots" => self
@@ -35,7 +55,12 @@ impl ArrayState {
                 .values()
                 .map(|v| self.render_volsnap(v))
                 .collect(),
-            "hosts" => self.hosts.values().map(render_host).collect(),
+            "hosts" => self
+                .hosts
+                .values()
+                .filter(|h| narrowing.admits("name", || h.name.clone()))
+                .map(render_host)
+                .collect(),
             "host_groups" => self
                 .host_groups
                 .values()
@@ -46,7 +71,15 @@ impl ArrayState {
                 .values()
                 .map(|i| json!({"id": i.id, "iqn": i.iqn, "host": reference("hosts", i.host)}))
                 .collect(),
-            "mappings" => self.mappings.values().map(render_mapping).collect(),
+            "mappings" => self
+                .mappings
+                .values()
+                .filter(|m| {
+                    narrowing.admits("host.ref", || path("hosts", m.host))
+                        && narrowing.admits("volume.ref", || path("volumes", m.volume))
+                })
+                .map(render_mapping)
+                .collect(),
             "retention_policies" => self
                 .retention_policies
                 .values()

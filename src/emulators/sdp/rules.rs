@@ -130,10 +130,7 @@ impl ArrayState {
             if !self.snapshots.contains_key(&snapshot) {
                 return Err(SdpFault::bad(format!("snapshot {snapshot} does not exist")));
             }
-            let frozen = self
-                .volsnaps
-                .values()
-                .any(|vs| vs.snapshot == snapshot && vs.volume == volume);
+            let frozen = self.volsnaps_of(snapshot).any(|vs| vs.volume == volume);
             if !frozen {
                 return Err(SdpFault::bad(format!(
                     "volume {volume} is not part of snapshot {snapshot}"
@@ -209,12 +206,7 @@ impl ArrayState {
                     .snapshots
                     .get(&parent)
                     .ok_or_else(|| SdpFault::bad(format!("snapshot {parent} does not exist")))?;
-                let volumes = self
-                    .volsnaps
-                    .values()
-                    .filter(|vs| vs.snapshot == parent)
-                    .map(|vs| vs.volume)
-                    .collect();
+                let volumes = self.volsnaps_of(parent).map(|vs| vs.volume).collect();
                 (parent_snapshot.volume_group, Some(parent), volumes)
             };
         let duplicate = self
@@ -357,15 +349,16 @@ impl ArrayState {
                 "volume {volume} is already mapped to host {host_id}"
             )));
         }
-        // The lowest LUN the host has free (there are fewer mappings than numbers).
-        let lun = (1..=u64::MAX)
-            .find(|lun| {
-                !self
-                    .mappings
-                    .values()
-                    .any(|m| m.host == host_id && m.lun == *lun)
-            })
-            .unwrap_or(1);
+        // The lowest LUN the host has free (there are fewer mappings than numbers). One pass
+        // over the mappings: asking each number in turn made a host's hundredth mapping
+        // cost a hundred passes, and a thousand-clone bench measured the emulator, not Flex.
+        let taken: std::collections::BTreeSet<u64> = self
+            .mappings
+            .values()
+            .filter(|m| m.host == host_id)
+            .map(|m| m.lun)
+            .collect();
+        let lun = (1..=u64::MAX).find(|lun| !taken.contains(lun)).unwrap_or(1);
         let id = self.take_id();
         self.mappings.insert(
             id,
@@ -471,7 +464,10 @@ impl ArrayState {
                     ));
                 }
                 self.snapshots.remove(&id);
-                self.volsnaps.retain(|_, vs| vs.snapshot != id);
+                let frozen: Vec<u64> = self.volsnaps_of(id).map(|vs| vs.id).collect();
+                for volsnap in frozen {
+                    self.volsnaps.remove(&volsnap);
+                }
             }
             "hosts" => {
                 if !self.hosts.contains_key(&id) {
