@@ -15,7 +15,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    ADMIN_TOKEN, arg, free_port, memory_kib, percentile, register_host, spawn_flex, wait_ready,
+    ADMIN_TOKEN, arg, cpu_secs, free_port, memory_kib, percentile, register_host, spawn_flex,
+    wait_ready,
 };
 use flex::{
     emulators::{
@@ -82,6 +83,7 @@ async fn run(clones: usize, latency_ms: u64, hosts: usize, workers: usize) {
     let calls_before: u64 = sdp.calls().values().sum();
     let log_before = sdp.call_log().len();
 
+    let cpu_before = (cpu_secs(&pid.to_string()), cpu_secs("self"));
     let started = Instant::now();
     let created: Vec<String> = stream::iter(0..clones)
         .map(|n| {
@@ -128,6 +130,8 @@ async fn run(clones: usize, latency_ms: u64, hosts: usize, workers: usize) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let all_done = started.elapsed();
+    let flex_cpu = cpu_secs(&pid.to_string()) - cpu_before.0;
+    let emulators_cpu = cpu_secs("self") - cpu_before.1;
     let peak_kib = memory_kib(pid, "VmHWM:");
     let after_kib = memory_kib(pid, "VmRSS:");
 
@@ -209,6 +213,14 @@ async fn run(clones: usize, latency_ms: u64, hosts: usize, workers: usize) {
         idle_kib as f64 / 1024.0,
         peak_kib as f64 / 1024.0,
         after_kib as f64 / 1024.0
+    );
+    // Which side the run waited on: each process has one core, so a share near 100 % is
+    // that side's bound.
+    let wall = all_done.as_secs_f64();
+    println!(
+        "  CPU over the run: flex {flex_cpu:.1} s ({:.0} % of its core), emulators and load generator {emulators_cpu:.1} s ({:.0} % of theirs)",
+        100.0 * flex_cpu / wall,
+        100.0 * emulators_cpu / wall
     );
     assert_eq!(completed, clones, "every clone completes");
     assert_eq!(thin_clones, 2 * clones, "two thin clones each, none twice");

@@ -13,7 +13,7 @@ pub mod processes;
 
 #[allow(unused_imports)]
 pub use processes::{
-    ADMIN_TOKEN, FlexServe, Process, free_port, memory_kib, register_host, wait_ready,
+    ADMIN_TOKEN, FlexServe, Process, cpu_secs, free_port, memory_kib, register_host, wait_ready,
 };
 
 /// `--name VALUE` from the command line, or `default`.

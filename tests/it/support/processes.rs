@@ -154,6 +154,23 @@ pub async fn register_host(http: &reqwest::Client, base: &str, host_id: &str) ->
     answer["token"].as_str().expect("an agent token").to_owned()
 }
 
+/// CPU time a process has used so far, user and system, in seconds: `/proc/PID/stat`'s
+/// `utime` and `stime`, counted in the kernel's fixed 100 ticks a second. `pid` may be
+/// `"self"`.
+pub fn cpu_secs(pid: &str) -> f64 {
+    let ticks = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            // The command name may hold spaces: the fields are counted after its `)`.
+            let (_, fields) = stat.rsplit_once(')')?;
+            let fields: Vec<&str> = fields.split_whitespace().collect();
+            let (user, system) = (fields.get(11)?, fields.get(12)?);
+            Some(user.parse::<u64>().ok()? + system.parse::<u64>().ok()?)
+        })
+        .unwrap_or(0);
+    ticks as f64 / 100.0
+}
+
 /// A memory figure of a process from `/proc/PID/status`, in KiB: `VmRSS` (now) or `VmHWM`
 /// (the peak).
 pub fn memory_kib(pid: u32, field: &str) -> u64 {
