@@ -474,6 +474,11 @@ async fn the_server_matches_openapi_yaml() {
     )
     .await
     .unwrap();
+    // A token read in the last second is served from memory (`store/token_cache.rs`): until
+    // that has passed, a request with a malformed body gets past authentication and is
+    // rightly refused for its body (400) without the database. Past it, authentication
+    // needs the database, as every protected operation then does.
+    tokio::time::sleep(flex::store::TOKEN_FRESH_FOR + std::time::Duration::from_millis(100)).await;
     for (template, method, status) in &documented {
         if status != "503" {
             continue;
