@@ -144,7 +144,7 @@ pub async fn run(
     let limits = config.limits.clone();
     let task_ends = store.relay_announcements();
     let (stop_waiters, stopping) = tokio::sync::watch::channel(false);
-    let state = api::AppState {
+    let state = api::AppState::new(api::AppContext {
         stopping,
         agents: agents.clone(),
         executor: executor.waker(),
@@ -155,7 +155,7 @@ pub async fn run(
         sdp,
         topology: Arc::default(),
         task_lists: Arc::default(),
-    };
+    });
     let app = api::router(state);
     let address = listener.local_addr()?;
     // On shutdown, running steps first reach their checkpoint (agents still connected, since
