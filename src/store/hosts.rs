@@ -417,11 +417,7 @@ impl Store {
     /// change's own transaction (a trigger of each backend's migration 0012): a topology
     /// rendered after reading it holds every change up to it.
     pub async fn topology_generation(&self) -> StoreResult<i64> {
-        // One row on SQLite; on Postgres a row per shard of writers (see its migration).
-        let sql = "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM topology_generation";
-        let generation: i64 = on_reader!(self, |pool| {
-            sqlx::query_scalar(sql).fetch_one(pool).await?
-        });
-        Ok(generation)
+        self.generation("SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM topology_generation")
+            .await
     }
 }

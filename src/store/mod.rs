@@ -241,6 +241,15 @@ pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
 }
 
 impl Store {
+    /// What a generation counter reads (`sql` sums its table): one row on SQLite, a row per
+    /// shard of writers on Postgres (migrations 0012 and 0013).
+    async fn generation(&self, sql: &'static str) -> StoreResult<i64> {
+        let generation: i64 = on_reader!(self, |pool| {
+            sqlx::query_scalar(sql).fetch_one(pool).await?
+        });
+        Ok(generation)
+    }
+
     /// Opens the database named by `url`: `sqlite://path` (created if missing), `sqlite::memory:`
     /// or `postgres://…`. Does not migrate; call [`Store::migrate`].
     pub async fn connect(url: &str) -> StoreResult<Store> {

@@ -149,12 +149,8 @@ impl Store {
     /// transaction (a trigger of each backend's migration 0013): a list rendered after
     /// reading it holds every change up to it.
     pub async fn task_list_generation(&self) -> StoreResult<i64> {
-        // One row on SQLite; on Postgres a row per shard of writers (see its migration).
-        let sql = "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM task_list_generation";
-        let generation: i64 = on_reader!(self, |pool| {
-            sqlx::query_scalar(sql).fetch_one(pool).await?
-        });
-        Ok(generation)
+        self.generation("SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM task_list_generation")
+            .await
     }
 
     /// Tasks oldest first, as `filter` (`task_filters!`) asks.
