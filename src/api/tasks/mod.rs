@@ -182,7 +182,7 @@ async fn list_tasks(
     let command_type = match query.command_type.as_deref().map(str::parse::<CommandType>) {
         None => None,
         Some(Ok(command_type)) => Some(command_type),
-        Some(Err(_)) => return Ok(Json(Vec::<TaskView>::new()).into_response()),
+        Some(Err(_)) => return Ok(json_body(Bytes::from_static(b"[]"))),
     };
     let wanted = ListQuery {
         state: wanted_state,
